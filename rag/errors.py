@@ -1,0 +1,30 @@
+"""The library's exception hierarchy. Messages name the bad value and how to fix it; the CLI and
+the HTTP API translate these at the edge (exit code + message, status + JSON)."""
+
+
+class RagError(Exception):
+    """Base class for every error the service raises on purpose."""
+
+
+class ConfigError(RagError):
+    """A setting is wrong or a configured model/file cannot be found."""
+
+
+class LoaderError(RagError):
+    """A file cannot be turned into text (encrypted, corrupt, empty, unknown type, too large)."""
+
+
+class IndexNotFoundError(RagError):
+    """No committed index exists at the given directory yet."""
+
+
+class IndexMismatchError(RagError):
+    """The index was built with a different embedding model, dimension or metric."""
+
+
+class IndexLockedError(RagError):
+    """Another process holds the index's writer lock."""
+
+
+class GenerationError(RagError):
+    """The generator failed (model not loadable, endpoint unreachable, bad response)."""

@@ -1,0 +1,60 @@
+"""Data types that flow through the pipeline: ingest -> chunk -> index -> retrieve -> generate."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def content_hash(text: str) -> str:
+    """Stable id for a piece of text; used for document versions and chunk de-duplication."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Page:
+    """A span of a document's text that came from one page (PDF) or the whole file (others)."""
+
+    number: int | None  # 1-based page number for paged formats, None otherwise
+    start: int  # character offset of the page's text in Document.text
+    end: int
+
+
+@dataclass
+class Document:
+    """A loaded file: its full text plus where each page lies in that text."""
+
+    id: str
+    source: str
+    text: str
+    pages: list[Page]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hash(self) -> str:
+        return content_hash(self.text)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a document that is embedded and retrieved; offsets slice Document.text."""
+
+    document_id: str
+    source: str
+    page: int | None
+    start: int
+    end: int
+    text: str
+    id: int | None = None  # int64 id in the FAISS index, assigned by the store
+
+    @property
+    def hash(self) -> str:
+        return content_hash(self.text)
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    chunk: Chunk
+    score: float  # cosine similarity to the query
+    metadata: dict[str, Any] = field(default_factory=dict)  # the document's user metadata
