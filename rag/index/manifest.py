@@ -1,0 +1,48 @@
+"""What an index was built with; checked on every open so vectors from two models never mix."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from rag.errors import IndexMismatchError
+
+FORMAT_VERSION = 1
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Manifest(BaseModel):
+    format_version: int = FORMAT_VERSION
+    version: int = 0
+    embedding_model: str
+    dimension: int
+    metric: str = "cosine"  # inner product over L2-normalised float32 vectors
+    chunk_tokens: int
+    overlap_tokens: int
+    created_at: str
+    updated_at: str
+    documents: int = 0
+    chunks: int = 0
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        return cls.model_validate_json(path.read_text(encoding="utf-8"))
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(self.model_dump(), indent=2) + "\n", encoding="utf-8")
+
+    def check_compatible(self, embedding_model: str, dimension: int) -> None:
+        """Refuse to mix embedding spaces: a query embedded by another model returns garbage."""
+        if self.embedding_model != embedding_model or self.dimension != dimension:
+            raise IndexMismatchError(
+                f"the index was built with embedding model {self.embedding_model!r} "
+                f"(dimension {self.dimension}) but the configured model is {embedding_model!r} "
+                f"(dimension {dimension}); set embedding.model back to {self.embedding_model!r} "
+                "or rebuild the index into a new directory"
+            )

@@ -1,0 +1,92 @@
+"""Chunk text and document metadata in SQLite, keyed by the same int64 ids as the FAISS vectors."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rag.types import Chunk
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    indexed_at TEXT NOT NULL,
+    chunks INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY,
+    document_id TEXT NOT NULL REFERENCES documents(id),
+    source TEXT NOT NULL,
+    page INTEGER,
+    start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id);
+CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(hash);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+CHUNK_COLUMNS = 'c.id, c.document_id, c.source, c.page, c.start, c."end", c.text, d.metadata'
+
+
+def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path)
+        conn.executescript(SCHEMA)
+    return conn
+
+
+def fetch_chunks(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, tuple[Chunk, dict[str, Any]]]:
+    """Chunks with their document's metadata, by id (ids missing from the store are absent)."""
+    if not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    rows = conn.execute(
+        f"SELECT {CHUNK_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.document_id "
+        f"WHERE c.id IN ({marks})",
+        [int(i) for i in ids],
+    ).fetchall()
+    return {row[0]: (_chunk(row), json.loads(row[7])) for row in rows}
+
+
+def _chunk(row: tuple[Any, ...]) -> Chunk:
+    cid, doc_id, source, page, start, end, text, _ = row
+    return Chunk(document_id=doc_id, source=source, page=page, start=start, end=end, text=text, id=cid)
+
+
+def insert_chunks(conn: sqlite3.Connection, chunks: Iterable[Chunk]) -> None:
+    conn.executemany(
+        'INSERT INTO chunks (id, document_id, source, page, start, "end", text, hash) '
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(c.id, c.document_id, c.source, c.page, c.start, c.end, c.text, c.hash) for c in chunks],
+    )
+
+
+def next_chunk_id(conn: sqlite3.Connection) -> int:
+    """Ids only grow, so a deleted chunk's id is never reused by another chunk."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'next_chunk_id'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def set_next_chunk_id(conn: sqlite3.Connection, value: int) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('next_chunk_id', ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (str(value),),
+    )
+
+
+def counts(conn: sqlite3.Connection) -> tuple[int, int]:
+    docs = conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+    chunks = conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+    return int(docs), int(chunks)

@@ -1,0 +1,241 @@
+"""The single writer: stage a new version beside the live one, then swap it in atomically."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import sqlite3
+import time
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import faiss
+import numpy as np
+
+from rag.errors import IndexLockedError, IndexNotFoundError
+from rag.index import layout
+from rag.index.manifest import Manifest, utc_now
+from rag.index.sqlite_store import (
+    connect,
+    counts,
+    insert_chunks,
+    next_chunk_id,
+    set_next_chunk_id,
+)
+from rag.types import Chunk, Document
+
+KEEP_VERSIONS = 2  # the live one plus its predecessor, for readers still finishing a query
+STAGING_PREFIX = ".staging-"
+
+
+class IndexWriter:
+    """Use as a context manager; nothing is visible to readers until ``commit()``.
+
+    The lock is an fcntl lock on ``.lock`` so a CLI ingest and the server's upload jobs on the same
+    directory never write at the same time; it is released by the kernel if the process dies.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        embedding_model: str,
+        dimension: int,
+        chunk_tokens: int,
+        overlap_tokens: int,
+        lock_timeout_s: float = 0.0,
+    ) -> None:
+        self.root = Path(root)
+        self._identity = (embedding_model, dimension, chunk_tokens, overlap_tokens)
+        self._lock_timeout_s = lock_timeout_s
+        self._lock_fh = None
+        self._conn: sqlite3.Connection | None = None
+        self._vectors: faiss.IndexIDMap2 | None = None
+        self._manifest: Manifest | None = None
+        self._staging: Path | None = None
+        self.changed = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> IndexWriter:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._acquire_lock()
+        try:
+            self._clean_leftovers()
+            self._stage()
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._release()
+
+    def _acquire_lock(self) -> None:
+        self._lock_fh = open(self.root / layout.LOCK, "a+")  # noqa: SIM115 - held until release
+        deadline = time.monotonic() + self._lock_timeout_s
+        while True:
+            try:
+                fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    self._lock_fh.close()
+                    self._lock_fh = None
+                    raise IndexLockedError(
+                        f"another process is writing to {self.root}; wait for it to finish "
+                        "(one writer at a time)"
+                    ) from None
+                time.sleep(0.2)
+
+    def _release(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._staging is not None and self._staging.exists():
+            shutil.rmtree(self._staging, ignore_errors=True)
+        self._staging = None
+        if self._lock_fh is not None:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    def _clean_leftovers(self) -> None:
+        """Staging dirs of writers that crashed are garbage; so are versions never made CURRENT."""
+        for path in self.root.glob(STAGING_PREFIX + "*"):
+            shutil.rmtree(path, ignore_errors=True)
+
+    def _stage(self) -> None:
+        model, dim, chunk_tokens, overlap = self._identity
+        self._staging = self.root / f"{STAGING_PREFIX}{time.time_ns()}"
+        self._staging.mkdir()
+        store = self._staging / layout.STORE
+        try:
+            current = layout.current_version_dir(self.root)
+        except IndexNotFoundError:
+            now = utc_now()
+            self._manifest = Manifest(
+                embedding_model=model,
+                dimension=dim,
+                chunk_tokens=chunk_tokens,
+                overlap_tokens=overlap,
+                created_at=now,
+                updated_at=now,
+            )
+            self._vectors = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+            self._conn = connect(store, readonly=False)
+            return
+        self._manifest = Manifest.read(current / layout.MANIFEST)
+        self._manifest.check_compatible(model, dim)
+        self._vectors = faiss.read_index(str(current / layout.VECTORS))
+        with connect(current / layout.STORE, readonly=True) as src:
+            self._conn = connect(store, readonly=False)
+            src.backup(self._conn)
+
+    # -- reads used for incremental ingestion ------------------------------------------------
+    def document_state(self, doc_id: str) -> tuple[str, dict[str, Any]] | None:
+        """(content hash, metadata) of the indexed version, or None when it is not indexed."""
+        row = self._db.execute("SELECT hash, metadata FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        return (row[0], json.loads(row[1])) if row else None
+
+    def document_ids(self) -> set[str]:
+        return {r[0] for r in self._db.execute("SELECT id FROM documents")}
+
+    def vectors_for_hashes(self, hashes: set[str]) -> dict[str, np.ndarray]:
+        """Vectors already in the index for these chunk texts: identical text is embedded once."""
+        out: dict[str, np.ndarray] = {}
+        for digest in hashes:
+            row = self._db.execute("SELECT id FROM chunks WHERE hash = ? LIMIT 1", (digest,)).fetchone()
+            if row is not None:
+                out[digest] = self._index.reconstruct(int(row[0]))
+        return out
+
+    # -- writes ------------------------------------------------------------------------------
+    def upsert(self, doc: Document, chunks: list[Chunk], vectors: np.ndarray) -> list[Chunk]:
+        """Replace a document's chunks (if any) with these; returns the chunks with their ids."""
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors for {doc.source}")
+        self.delete(doc.id)
+        first = next_chunk_id(self._db)
+        stored = [replace(c, id=first + i) for i, c in enumerate(chunks)]
+        self._db.execute(
+            "INSERT INTO documents (id, source, hash, metadata, indexed_at, chunks) VALUES (?,?,?,?,?,?)",
+            (doc.id, doc.source, doc.hash, json.dumps(doc.metadata), utc_now(), len(chunks)),
+        )
+        insert_chunks(self._db, stored)
+        set_next_chunk_id(self._db, first + len(chunks))
+        if stored:
+            ids = np.arange(first, first + len(stored), dtype=np.int64)
+            self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+        self.changed = True
+        return stored
+
+    def delete(self, doc_id: str) -> bool:
+        ids = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE document_id = ?", (doc_id,))]
+        if ids:
+            self._index.remove_ids(np.asarray(ids, dtype=np.int64))
+        self._db.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
+        removed = self._db.execute("DELETE FROM documents WHERE id = ?", (doc_id,)).rowcount > 0
+        self.changed = self.changed or removed
+        return removed
+
+    def commit(self) -> Manifest:
+        """Write the staged version and make it CURRENT; the only step readers can observe."""
+        assert self._staging is not None and self._manifest is not None
+        self._db.commit()
+        docs, chunks = counts(self._db)
+        self._conn.close()
+        self._conn = None
+        faiss.write_index(self._index, str(self._staging / layout.VECTORS))
+        version = self._next_version()
+        manifest = self._manifest.model_copy(
+            update={"version": version, "updated_at": utc_now(), "documents": docs, "chunks": chunks}
+        )
+        manifest.write(self._staging / layout.MANIFEST)
+        _fsync_tree(self._staging)
+        final = self.root / layout.version_name(version)
+        self._staging.rename(final)
+        self._staging = None
+        layout.fsync_dir(self.root)
+        layout.write_atomic(self.root / layout.CURRENT, final.name + "\n")
+        self._manifest = manifest
+        self._prune(keep=final.name)
+        return manifest
+
+    # -- helpers -----------------------------------------------------------------------------
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("IndexWriter used outside its `with` block or after commit()")
+        return self._conn
+
+    @property
+    def _index(self) -> faiss.IndexIDMap2:
+        assert self._vectors is not None
+        return self._vectors
+
+    def _versions(self) -> list[Path]:
+        return sorted(p for p in self.root.glob("v[0-9]*") if p.is_dir())
+
+    def _next_version(self) -> int:
+        existing = [int(p.name[1:]) for p in self._versions()]
+        return max([self._manifest.version, *existing]) + 1
+
+    def _prune(self, keep: str) -> None:
+        versions = [p for p in self._versions() if p.name <= keep]
+        for old in versions[:-KEEP_VERSIONS]:
+            shutil.rmtree(old, ignore_errors=True)
+        for orphan in (p for p in self._versions() if p.name > keep):
+            shutil.rmtree(orphan, ignore_errors=True)
+
+
+def _fsync_tree(path: Path) -> None:
+    for child in path.iterdir():
+        with open(child, "rb") as fh:
+            os.fsync(fh.fileno())
+    layout.fsync_dir(path)
