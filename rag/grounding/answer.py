@@ -1,0 +1,119 @@
+"""Decide in code whether a generated answer may be shown, and which chunks it cites.
+
+The default generator answers well when the passage is there, but rarely cites and does not
+refuse reliably (REFERENCE.md), so neither is left to it: every sentence is checked against the
+retrieved chunks, citations come from the evidence found, and an answer whose content is not
+mostly supported is replaced by a refusal.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from rag.config import GroundingSettings
+from rag.grounding.text import markers, split_sentences, strip_markers, terms
+from rag.protocols import Support, SupportJudge
+
+_SOURCE = r"(?:documents?|context|passages?|texts?|sources?|information provided)"
+_REFUSAL = re.compile(
+    "|".join(
+        [
+            rf"\b{_SOURCE}\s+(?:do|does|did)\s*(?:not|n't)\s+(?:contain|mention|provide|specify|say|include"
+            r"|state|describe|give|cover|address|explain)",
+            rf"\bnot\s+(?:mentioned|specified|provided|stated|described|given|covered|found|included)\s+"
+            rf"in\s+the\s+{_SOURCE}",
+            r"\bno\s+(?:information|mention|details?)\s+(?:about|on|regarding|of|is|are)\b",
+            r"\bI\s+(?:do\s+not|don't)\s+know\b",
+            r"\bI\s+(?:cannot|can't|am unable to)\s+(?:answer|find|determine)",
+            r"\b(?:answer|information)\s+is\s+not\s+(?:in|available|provided|present|given)\b",
+        ]
+    ),
+    re.IGNORECASE,
+)
+
+
+def is_refusal(text: str) -> bool:
+    return bool(_REFUSAL.search(text))
+
+
+@dataclass
+class SentenceVerdict:
+    raw: str  # as the model wrote it
+    text: str  # without citation markers
+    support: Support
+    cited: list[int]  # 1-based positions in the retrieved chunk list
+    weight: int  # number of content words: what this sentence claims
+
+
+@dataclass
+class GroundedAnswer:
+    answer: str  # the answer with [n] markers, or the refusal message
+    refused: bool
+    reason: str
+    supported_fraction: float = 0.0
+    sentences: list[SentenceVerdict] = field(default_factory=list)
+
+    @property
+    def cited(self) -> list[int]:
+        return sorted({n for s in self.sentences for n in s.cited})
+
+
+def ground_answer(
+    answer: str, contexts: Sequence[str], judge: SupportJudge, settings: GroundingSettings
+) -> GroundedAnswer:
+    text = answer.strip()
+    if not text:
+        return _refuse(settings, "the model returned an empty answer")
+    if is_refusal(text):
+        return _refuse(settings, "the model said the documents do not contain the answer")
+    verdicts = _verdicts(text, contexts, judge)
+    total = sum(v.weight for v in verdicts)
+    if total == 0:
+        return _refuse(settings, "the answer makes no checkable statement", verdicts=verdicts)
+    fraction = sum(v.weight for v in verdicts if v.support.supported) / total
+    if fraction < settings.min_supported_fraction:
+        reason = f"only {fraction:.0%} of the answer is supported by the retrieved chunks"
+        return _refuse(settings, reason, fraction, verdicts)
+    return GroundedAnswer(_with_markers(text, verdicts), False, "supported", fraction, verdicts)
+
+
+def _verdicts(text: str, contexts: Sequence[str], judge: SupportJudge) -> list[SentenceVerdict]:
+    sentences = split_sentences(text)
+    plain = [strip_markers(s).strip() for s in sentences]
+    many = getattr(judge, "judge_many", None)
+    supports = many(plain, contexts) if many else [judge.judge(p, contexts) for p in plain]
+    verdicts = []
+    for sentence, clean, support in zip(sentences, plain, supports, strict=True):
+        cited = {n for n in markers(sentence) if 1 <= n <= len(contexts)}
+        if support.supported and support.context_index is not None:
+            cited.add(support.context_index + 1)
+        verdicts.append(SentenceVerdict(sentence, clean, support, sorted(cited), len(terms(clean).content)))
+    return verdicts
+
+
+def _with_markers(text: str, verdicts: list[SentenceVerdict]) -> str:
+    """Rewrite each sentence in place with exactly the markers that passed the checks."""
+    out, cursor = [], 0
+    for v in verdicts:
+        start = text.find(v.raw, cursor)
+        if start < 0:  # split_sentences returns substrings; keep the text as is otherwise
+            continue
+        body = v.text.rstrip()
+        tail = body[-1] if body and body[-1] in ".!?:" else ""
+        body = body[: len(body) - len(tail)]
+        refs = "".join(f" [{n}]" for n in v.cited)
+        out.append(text[cursor:start] + f"{body}{refs}{tail}")
+        cursor = start + len(v.raw)
+    out.append(text[cursor:])
+    return "".join(out).strip()
+
+
+def _refuse(
+    settings: GroundingSettings,
+    reason: str,
+    fraction: float = 0.0,
+    verdicts: list[SentenceVerdict] | None = None,
+) -> GroundedAnswer:
+    return GroundedAnswer(settings.refusal_message, True, reason, fraction, verdicts or [])
