@@ -80,12 +80,15 @@ class GeneratorSettings(BaseModel):
 class SupportWeights(BaseModel):
     """Logistic weights of the support score: P(supported) = sigmoid(bias + coverage * share of
     the statement's content words found in the contexts + similarity * cosine to the best context
-    sentence + missing_critical * number of numbers/paths/names absent from the contexts)."""
+    sentence + missing_critical * number of numbers/paths/names absent from the contexts +
+    contradiction * number of those where the evidence sentence has a different one of the same
+    kind). Calibrated by bench/validate_judges.py (see eval/README_SECTION.md)."""
 
     bias: float = -6.0
     coverage: float = 6.0
     similarity: float = 4.0
     missing_critical: float = -4.0
+    contradiction: float = 0.0
 
 
 class GroundingSettings(BaseModel):
@@ -95,6 +98,13 @@ class GroundingSettings(BaseModel):
     # The answer is kept when this share of its content (by words) is in supported sentences.
     min_supported_fraction: float = Field(0.75, ge=0.0, le=1.0)
     refusal_message: str = "The documents do not contain the answer to this question."
+    # Which judge decides "supported": "support" (lexical + embedding, deterministic, no LLM) or
+    # "llm" (the configured generator: yes/no next-token probability, or JSON from a remote one).
+    judge: Literal["support", "llm"] = "support"
+    # LLM judge: a statement is supported when P(yes) reaches this value.
+    llm_min_support: float = Field(0.5, ge=0.0, le=1.0)
+    # LLM judge over a remote (JSON) generator: extra attempts after an unparsable reply.
+    llm_retries: int = Field(2, ge=0, le=10)
 
 
 class ServerSettings(BaseModel):

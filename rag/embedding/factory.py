@@ -39,7 +39,10 @@ def resolve_model_path(model: str) -> Path:
 
 def make_embedder(settings: EmbeddingSettings) -> Embedder:
     """Build the configured embedder; the model loads here, once."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a model hub at run time
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress bars report the work that matters
     if settings.backend == "sentence-transformers":
         from rag.embedding.sentence_transformers import SentenceTransformerEmbedder
 

@@ -23,7 +23,7 @@ _REFUSAL = re.compile(
             rf"\b{_SOURCE}\s+(?:do|does|did)\s*(?:not|n't)\s+(?:contain|mention|provide|specify|say|include"
             r"|state|describe|give|cover|address|explain)",
             rf"\bnot\s+(?:mentioned|specified|provided|stated|described|given|covered|found|included)\s+"
-            rf"in\s+the\s+{_SOURCE}",
+            rf"in\s+the\s+(?:\w+\s+)?{_SOURCE}",
             r"\bno\s+(?:information|mention|details?)\s+(?:about|on|regarding|of|is|are)\b",
             r"\bI\s+(?:do\s+not|don't)\s+know\b",
             r"\bI\s+(?:cannot|can't|am unable to)\s+(?:answer|find|determine)",

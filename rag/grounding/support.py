@@ -10,6 +10,7 @@ see why a statement was judged unsupported.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,23 @@ import numpy as np
 from rag.config import GroundingSettings
 from rag.grounding.text import Terms, context_vocabulary, split_sentences, terms
 from rag.protocols import Embedder, Support
+
+
+_NUMBERISH = re.compile(r"^[\d.,:x-]+$")
+
+
+@dataclass(frozen=True)
+class SupportFeatures:
+    """What the score is computed from; the weights are in GroundingSettings.weights."""
+
+    coverage: float  # share of the statement's content words found in the contexts
+    similarity: float  # cosine to the best context sentence
+    n_missing_critical: int  # numbers, paths, flags, names found in no context
+    n_contradictions: int  # missing critical terms where the evidence has another of the same kind
+    best: int | None  # index of the evidence sentence in the prepared context sentences
+    missing: tuple[str, ...]  # critical first, then other content words
+    contradictions: tuple[str, ...]
+    checkable: bool = True
 
 
 @dataclass(frozen=True)
@@ -58,33 +76,56 @@ class LexicalSupportJudge:
         assert self.embedder is not None
         return self.embedder.embed_documents(list(statements)) @ ctx.vectors.T
 
-    def _judge_one(self, statement: str, ctx: _Contexts, sims: np.ndarray) -> Support:
+    def features(self, statements: Sequence[str], contexts: Sequence[str]) -> list[SupportFeatures]:
+        """The evidence behind each verdict, before weighting (used to calibrate the weights)."""
+        ctx = self._prepare(contexts)
+        sims = self._similarities(statements, ctx)
+        return [self._features(s, ctx, sims[i]) for i, s in enumerate(statements)]
+
+    def _features(self, statement: str, ctx: _Contexts, sims: np.ndarray) -> SupportFeatures:
         t = terms(statement)
         if not t.content:
-            return Support(score=1.0, supported=True, reason="no checkable content")
+            return SupportFeatures(1.0, 1.0, 0, 0, None, (), (), checkable=False)
         missing = sorted(t.content - ctx.vocab_all)
         missing_critical = sorted(t.critical - ctx.vocab_all)
         coverage = 1.0 - len(missing) / len(t.content)
         best = _best_sentence(t, ctx, sims)
         similarity = float(sims[best]) if best is not None and ctx.vectors is not None else 0.0
-        score = self._probability(coverage, similarity, len(missing_critical))
-        context_index, evidence = ctx.sentences[best] if best is not None else (None, "")
+        evidence = ctx.sentences[best][1] if best is not None else ""
+        contradictions = _contradictions(missing_critical, t, evidence)
+        return SupportFeatures(
+            coverage,
+            similarity,
+            len(missing_critical),
+            len(contradictions),
+            best,
+            tuple(missing_critical + [m for m in missing if m not in missing_critical]),
+            tuple(contradictions),
+        )
+
+    def _judge_one(self, statement: str, ctx: _Contexts, sims: np.ndarray) -> Support:
+        f = self._features(statement, ctx, sims)
+        if not f.checkable:
+            return Support(score=1.0, supported=True, reason="no checkable content")
+        score = self.probability(f)
+        context_index, evidence = ctx.sentences[f.best] if f.best is not None else (None, "")
         return Support(
             score=score,
             supported=score >= self.settings.min_support,
             context_index=context_index,
             evidence=evidence,
-            missing=missing_critical + [m for m in missing if m not in missing_critical],
-            reason=_reason(coverage, similarity, missing_critical),
+            missing=list(f.missing),
+            reason=_reason(f),
         )
 
-    def _probability(self, coverage: float, similarity: float, n_missing_critical: int) -> float:
+    def probability(self, f: SupportFeatures) -> float:
         w = self.settings.weights
         logit = (
             w.bias
-            + w.coverage * coverage
-            + w.similarity * max(similarity, 0.0)
-            + w.missing_critical * n_missing_critical
+            + w.coverage * f.coverage
+            + w.similarity * max(f.similarity, 0.0)
+            + w.missing_critical * f.n_missing_critical
+            + w.contradiction * f.n_contradictions
         )
         return 1.0 / (1.0 + math.exp(-logit))
 
@@ -98,8 +139,31 @@ def _best_sentence(t: Terms, ctx: _Contexts, sims: np.ndarray) -> int | None:
     return int(np.argmax(combined))
 
 
-def _reason(coverage: float, similarity: float, missing_critical: list[str]) -> str:
-    parts = [f"{coverage:.0%} of content words found", f"best sentence similarity {similarity:.2f}"]
-    if missing_critical:
-        parts.append("not in the context: " + ", ".join(missing_critical))
+def _contradictions(missing_critical: list[str], t: Terms, evidence: str) -> list[str]:
+    """Missing critical terms where the evidence sentence has a different one of the same kind:
+    "port 8080" against a context saying "port 7341" is a contradiction, not just an omission."""
+    if not missing_critical or not evidence:
+        return []
+    other = [c for c in terms(evidence).critical if c not in t.critical]
+    kinds = {_kind(c) for c in other}
+    return [m for m in missing_critical if _kind(m) in kinds]
+
+
+def _kind(term: str) -> str:
+    if _NUMBERISH.match(term):
+        return "number"
+    if "/" in term:
+        return "path"
+    if term.startswith("-"):
+        return "flag"
+    return "name"
+
+
+def _reason(f: SupportFeatures) -> str:
+    parts = [f"{f.coverage:.0%} of content words found", f"best sentence similarity {f.similarity:.2f}"]
+    critical = list(f.missing[: f.n_missing_critical])
+    if critical:
+        parts.append("not in the context: " + ", ".join(critical))
+    if f.contradictions:
+        parts.append("differs from the context: " + ", ".join(f.contradictions))
     return "; ".join(parts)
