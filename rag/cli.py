@@ -175,13 +175,39 @@ def ask(
     index: IndexOpt = None,
     config: ConfigOpt = None,
     top_k: TopKOpt = None,
+    server: Annotated[
+        str | None,
+        typer.Option(help="URL of a running `rag serve` (e.g. http://127.0.0.1:8000) to ask instead."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer QUESTION from the index, with citations, or say that the documents do not tell.
 
-    Loads the generator in this process (the default local model takes about a minute to load);
-    for many questions start `rag serve` once and use the HTTP API.
+    Without --server this loads the generator in this process (the default local model takes
+    about a minute); for many questions start `rag serve` once and pass --server.
     """
+    from api.schemas import QueryResponse
+
+    if server:
+        response = _run(lambda: _ask_server(server, question, top_k))
+    else:
+        response = QueryResponse.from_answer(_ask_local(question, index, config, top_k))
+    if as_json:
+        out.print_json(response.model_dump_json())
+        return
+    out.print(response.answer, highlight=False)
+    for c in response.citations:
+        page = f", page {c.page}" if c.page else ""
+        out.print(f"  [{c.n}] {c.source}{page}  (score {c.score:.2f})", highlight=False)
+    t = response.timings
+    console.print(
+        f"[dim]retrieve {t.retrieve_ms:.0f} ms, generate {t.generate_ms:.0f} ms"
+        + (f"; refused: {response.reason}" if response.refused else "")
+        + "[/]"
+    )
+
+
+def _ask_local(question: str, index: Path | None, config: Path | None, top_k: int | None) -> Any:
     from rag.components import build_generator, build_pipeline
 
     settings = _settings(config, index_dir=index)
@@ -189,22 +215,24 @@ def ask(
     with console.status("loading the generator…"):
         pipeline.generator = _run(lambda: build_generator(settings))
     with console.status("thinking…"):
-        answer = _run(lambda: pipeline.answer(question, top_k))
-    if as_json:
-        from api.schemas import QueryResponse
+        return _run(lambda: pipeline.answer(question, top_k))
 
-        out.print_json(QueryResponse.from_answer(answer).model_dump_json())
-        return
-    out.print(answer.answer)
-    for c in answer.citations:
-        page = f", page {c.hit.chunk.page}" if c.hit.chunk.page else ""
-        out.print(f"  [{c.n}] {c.hit.chunk.source}{page}  (score {c.hit.score:.2f})")
-    t = answer.timings
-    console.print(
-        f"[dim]retrieve {t.get('retrieve_ms', 0):.0f} ms, generate {t.get('generate_ms', 0):.0f} ms"
-        + (f"; refused: {answer.reason}" if answer.refused else "")
-        + "[/]"
-    )
+
+def _ask_server(url: str, question: str, top_k: int | None) -> Any:
+    import httpx
+
+    from api.schemas import QueryResponse
+    from rag.errors import RagError
+
+    try:
+        r = httpx.post(
+            url.rstrip("/") + "/v1/query", json={"question": question, "top_k": top_k}, timeout=600
+        )
+    except httpx.TransportError as exc:
+        raise RagError(f"cannot reach {url} ({exc}); is `rag serve` running there?") from None
+    if r.status_code != 200:
+        raise RagError(f"{url} answered {r.status_code}: {r.json().get('error', r.text)}")
+    return QueryResponse.model_validate(r.json())
 
 
 @app.command()
