@@ -9,9 +9,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from api import errors
-from api.routes import health, query, search
+from api.jobs import JobManager
+from api.routes import documents, health, index, jobs, query, search
 from api.state import AppState
 from rag.config import Settings, load_settings
+from rag.embedding import make_embedder
 
 # Bodies of the JSON endpoints are small; refuse a 1 MB "question" before parsing it.
 MAX_JSON_BODY = 64 * 1024
@@ -23,7 +25,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.rag = AppState.start(settings)
+        app.state.jobs = JobManager(
+            settings, app.state.rag.pipeline.retriever.index, lambda: make_embedder(settings.embedding)
+        )
         yield
+        app.state.jobs.close()
 
     app = FastAPI(
         title="RAG service",
@@ -42,6 +48,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         return await call_next(request)
 
-    for router in (query.router, search.router, health.router):
+    for router in (query.router, search.router, documents.router, jobs.router, index.router, health.router):
         app.include_router(router)
     return app

@@ -4,12 +4,38 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rag.index.filters import SearchFilter
 from rag.pipeline import Answer
 from rag.types import ScoredChunk
 
 MAX_QUESTION_CHARS = 2000  # the schema's bound; server.max_question_chars may lower it
+
+
+class Filters(BaseModel):
+    """Restrict retrieval to some documents; applied before the top-k is taken, so a filtered
+    query still gets k chunks whenever k matching chunks exist."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metadata: dict[str, Any] | None = Field(
+        None,
+        description="Every field must match the document's user metadata (AND). A list value "
+        'matches any of its items (`{"lang": ["en", "de"]}`); a document whose field is a list '
+        "matches when the list contains the value. Equality is JSON equality (`true` is not `1`).",
+        examples=[{"team": "ops", "lang": ["en", "de"]}],
+    )
+    source_prefix: str | None = Field(
+        None,
+        min_length=1,
+        description="Only documents whose source (path as ingested, or `uploads/<name>`) or id "
+        "(normalised absolute path) starts with this.",
+        examples=["uploads/"],
+    )
+
+    def to_filter(self) -> SearchFilter | None:
+        return SearchFilter.from_dict(self.model_dump())
 
 
 class QueryRequest(BaseModel):
@@ -17,6 +43,7 @@ class QueryRequest(BaseModel):
         min_length=1, max_length=MAX_QUESTION_CHARS, description="The question, in natural language."
     )
     top_k: int | None = Field(None, ge=1, le=50, description="Chunks to retrieve (default from config).")
+    filters: Filters | None = Field(None, description="Restrict retrieval to matching documents.")
     stream: bool = Field(
         False,
         description="Stream as server-sent events: `token` events with draft text as the model writes "
@@ -34,6 +61,7 @@ class QueryRequest(BaseModel):
 class SearchRequest(BaseModel):
     query: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
     top_k: int | None = Field(None, ge=1, le=100)
+    filters: Filters | None = Field(None, description="Restrict the search to matching documents.")
 
 
 class ChunkOut(BaseModel):
@@ -120,6 +148,9 @@ class QueryResponse(BaseModel):
 class SearchResponse(BaseModel):
     results: list[ChunkOut]
     timings: dict[str, float]
+    index_version: int | None = Field(
+        None, description="The committed index version every result came from (one per response)."
+    )
 
 
 class IndexInfo(BaseModel):
@@ -134,6 +165,87 @@ class Health(BaseModel):
     status: str = Field(description="`ok` when questions can be answered, else `degraded`.")
     index: IndexInfo
     generator: str = Field(description="`loading`, `ready`, or `error: <reason>`.")
+
+
+class IndexDetails(BaseModel):
+    """GET /v1/index: what the live index was built with and what it holds."""
+
+    version: int = Field(description="The committed version queries are answered from.")
+    format_version: int
+    embedding_model: str
+    dimension: int
+    metric: str
+    chunk_tokens: int
+    overlap_tokens: int
+    documents: int
+    chunks: int
+    created_at: str = Field(description="When the first version of this index was written (UTC).")
+    updated_at: str = Field(description="When this version was committed (UTC).")
+    compatible: bool = Field(description="Whether the server's embedding model matches the index's.")
+    problem: str | None = Field(None, description="Why it does not, and how to fix it.")
+
+
+class DocumentOut(BaseModel):
+    id: str = Field(description="Stable id: normalised absolute path, or `uploads/<name>` for uploads.")
+    source: str = Field(description="What citations show: the path as ingested, or `uploads/<name>`.")
+    chunks: int
+    hash: str = Field(description="SHA-256 of the extracted text; unchanged text is not re-indexed.")
+    indexed_at: str
+    metadata: dict[str, Any] = {}
+
+
+class DocumentList(BaseModel):
+    index_version: int | None = Field(description="null while no index has been committed.")
+    total: int
+    documents: list[DocumentOut]
+
+
+class DocumentDeleted(BaseModel):
+    deleted: str
+    index_version: int
+
+
+class UploadedFile(BaseModel):
+    name: str = Field(description="The file name as stored (directories and leading dots removed).")
+    document_id: str = Field(description="`uploads/<name>`: uploading the same name again updates it.")
+    bytes: int
+    sha256: str
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: str
+    status_url: str = Field(description="Poll this for progress: GET /v1/jobs/{job_id}.")
+    files: list[UploadedFile]
+
+
+class StageProgress(BaseModel):
+    done: int
+    total: int
+
+
+class FileError(BaseModel):
+    path: str
+    error: str
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    status: str = Field(description="`queued`, `running`, `succeeded` or `failed`.")
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    stage: str | None = Field(None, description="The stage running now: parse, embed or write.")
+    progress: dict[str, StageProgress] = Field(
+        default_factory=dict, description="Per stage (parse, embed, write): items done of total."
+    )
+    files: list[UploadedFile] = []
+    summary: dict[str, Any] | None = Field(
+        None, description="Counts when finished: added, updated, unchanged, failed, chunks, ..."
+    )
+    errors: list[FileError] = Field(default_factory=list, description="One entry per file that failed.")
+    error: str | None = Field(None, description="Why the whole job failed, when it did.")
 
 
 class ErrorBody(BaseModel):

@@ -14,10 +14,11 @@ from __future__ import annotations
 import io
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from bs4 import BeautifulSoup
+from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
 from bs4.dammit import EncodingDetector
 from bs4.element import NavigableString, PreformattedString, Tag
 from pypdf import PasswordType, PdfReader
@@ -295,7 +296,9 @@ _PARA, _LINE, _BR, _CELL, _PRE_ON, _PRE_OFF = (object() for _ in range(6))
 def _load_html(data: bytes, path: Path) -> tuple[str, list[Page]]:
     """Visible text only: scripts, styles and hidden elements would pollute retrieval."""
     declared = EncodingDetector.find_declared_encoding(data[:SNIFF_BYTES], is_html=True)
-    soup = BeautifulSoup(_clean(_decode(data, path, declared)), "lxml")
+    with warnings.catch_warnings():  # XHTML parsed as HTML is what we want: visible text only
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
+        soup = BeautifulSoup(_clean(_decode(data, path, declared)), "lxml")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     _drop_invisible(soup)
     text = _html_text(soup)

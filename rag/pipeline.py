@@ -13,6 +13,7 @@ from typing import Any
 
 from rag.config import Settings
 from rag.grounding.answer import GroundedAnswer, ground_answer
+from rag.index.filters import SearchFilter
 from rag.prompt import build_messages
 from rag.protocols import Embedder, GenerationParams, Generator, SupportJudge
 from rag.retrieval import DenseRetriever
@@ -56,16 +57,26 @@ class Pipeline:
     def embedder(self) -> Embedder:
         return self.retriever.embedder
 
-    def search(self, query: str, top_k: int | None = None) -> list[ScoredChunk]:
-        return self.retriever.retrieve(query, top_k or self.settings.retrieval.top_k)
+    def search(
+        self, query: str, top_k: int | None = None, *, filters: SearchFilter | None = None
+    ) -> list[ScoredChunk]:
+        """``filters`` (metadata, source prefix) are applied before the top-k is taken."""
+        k = top_k or self.settings.retrieval.top_k
+        if filters is None:  # the Retriever protocol's two-argument call, for any retriever
+            return self.retriever.retrieve(query, k)
+        return self.retriever.retrieve(query, k, filters)
 
-    def answer(self, question: str, top_k: int | None = None) -> Answer:
-        return _last(self.answer_stream(question, top_k))
+    def answer(
+        self, question: str, top_k: int | None = None, *, filters: SearchFilter | None = None
+    ) -> Answer:
+        return _last(self.answer_stream(question, top_k, filters=filters))
 
-    def answer_stream(self, question: str, top_k: int | None = None) -> Iterator[str | Answer]:
+    def answer_stream(
+        self, question: str, top_k: int | None = None, *, filters: SearchFilter | None = None
+    ) -> Iterator[str | Answer]:
         """Yields draft text pieces as the model writes them, then the final, grounded Answer."""
         t0 = time.perf_counter()
-        hits = self.search(question, top_k)
+        hits = self.search(question, top_k, filters=filters)
         timings = {"retrieve_ms": _ms(t0)}
         if not hits or hits[0].score < self.settings.retrieval.min_score:
             best = f"{hits[0].score:.2f}" if hits else "none"

@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import ReadyState
 from api.schemas import ErrorBody, QueryRequest, QueryResponse
+from rag.index.filters import SearchFilter
 from rag.pipeline import Answer
 
 router = APIRouter(tags=["answers"])
@@ -40,13 +41,17 @@ def query(body: QueryRequest, state: ReadyState) -> QueryResponse | StreamingRes
     if body.stream:
         return StreamingResponse(_events(state, body), media_type="text/event-stream")
     with _generation:
-        answer = state.pipeline.answer(body.question, body.top_k)
+        answer = state.pipeline.answer(body.question, body.top_k, filters=_filters(body))
     return QueryResponse.from_answer(answer)
+
+
+def _filters(body: QueryRequest) -> SearchFilter | None:
+    return body.filters.to_filter() if body.filters else None
 
 
 def _events(state: ReadyState, body: QueryRequest) -> Iterator[str]:
     with _generation:
-        for item in state.pipeline.answer_stream(body.question, body.top_k):
+        for item in state.pipeline.answer_stream(body.question, body.top_k, filters=_filters(body)):
             if isinstance(item, Answer):
                 yield _sse("answer", QueryResponse.from_answer(item).model_dump_json())
             else:

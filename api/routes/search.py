@@ -19,10 +19,17 @@ router = APIRouter(tags=["search"])
     summary="Find the chunks most similar to a query",
 )
 def search(body: SearchRequest, state: State) -> SearchResponse:
+    """`filters` (metadata, source prefix) restrict the candidates before the top-k is taken.
+    `index_version` names the one committed version all results come from."""
     started = time.perf_counter()
-    hits = state.pipeline.search(body.query, body.top_k)
+    retriever = state.pipeline.retriever
+    reader = retriever.index.get()
+    top_k = body.top_k or state.settings.retrieval.top_k
+    filters = body.filters.to_filter() if body.filters else None
+    hits = retriever.retrieve(body.query, top_k, filters, reader=reader)
     took = round((time.perf_counter() - started) * 1000, 1)
     return SearchResponse(
         results=[ChunkOut.from_hit(h, rank) for rank, h in enumerate(hits, 1)],
         timings={"retrieve_ms": took},
+        index_version=reader.version,
     )

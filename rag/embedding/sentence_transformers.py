@@ -33,7 +33,7 @@ class SentenceTransformerEmbedder:
 
     def count_tokens(self, text: str) -> int:
         """Word pieces without [CLS]/[SEP]; compared against ``max_tokens``."""
-        return len(self._model.tokenizer.encode(text, add_special_tokens=False))
+        return len(self._model.tokenizer.encode(text, add_special_tokens=False, verbose=False))
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:

@@ -9,9 +9,14 @@ Layout of an index directory::
         store.sqlite   documents and chunks (text, source, page, offsets, hashes)
         manifest.json  embedding model, dimension, metric, chunking, counts, times
       .lock            writer lock (fcntl), shared with other processes
+      uploads/         files received over HTTP: uploads/<sha256>/<name> (see api/jobs.py)
 
-A commit writes a whole new version directory and then swaps CURRENT, so a crash at any moment
-leaves either the old or the new version, and readers never see a mix.
+A commit writes a whole new version directory (``.staging-*``, fsynced, renamed to ``vNNNNNN``)
+and then swaps CURRENT, so a crash at any moment leaves either the old or the new version, and
+readers never see a mix. The next writer removes what a killed one left behind (staging dirs,
+versions never made CURRENT, a CURRENT temp file) and keeps the live version plus one before it.
+Document ids are stable (normalised absolute path, or ``uploads/<name>``); chunk ids are int64,
+shared by SQLite and FAISS, and never reused.
 """
 
 from rag.index.manifest import Manifest

@@ -1,7 +1,9 @@
 """A long-lived handle that always serves the latest committed index version.
 
-The server keeps one; after a commit (by its own upload job or a CLI ingest in another process)
-the next query re-opens the new version. A reader already in use keeps its version to the end.
+The server keeps one. After a commit by its own upload job the job calls ``refresh()`` so the
+next query sees the new version at once; a commit by another process (a CLI ingest) is noticed
+within ``check_interval_s``. A reader already in use keeps its version until its query ends, so
+every response comes wholly from one version.
 """
 
 from __future__ import annotations
@@ -26,10 +28,21 @@ class IndexHandle:
         """The current reader; raises IndexNotFoundError while no index has been committed."""
         with self._lock:
             now = time.monotonic()
-            if self._reader is None or (now - self._checked >= self._interval and self._reader.is_stale()):
+            if self._reader is None:
                 self._reader = IndexReader.open(self.root)
-            self._checked = now
+                self._checked = now
+            elif now - self._checked >= self._interval:
+                # Checked at most once per interval, however busy the server (reading CURRENT is
+                # a syscall per check, not per query).
+                self._checked = now
+                if self._reader.is_stale():
+                    self._reader = IndexReader.open(self.root)
             return self._reader
+
+    def refresh(self) -> None:
+        """Check CURRENT on the next ``get()`` instead of waiting for the interval."""
+        with self._lock:
+            self._checked = float("-inf")
 
     def available(self) -> bool:
         try:

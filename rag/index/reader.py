@@ -1,18 +1,29 @@
-"""Read-only view of one committed index version: the unit the server answers from."""
+"""Read-only view of one committed index version: the unit the server answers from.
+
+A version directory never changes once committed, so one reader gives every query it serves a
+consistent snapshot: the vectors and the SQLite rows always come from the same version.
+"""
 
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 
+from rag.errors import IndexNotFoundError
 from rag.index import layout
+from rag.index.filters import SearchFilter
 from rag.index.manifest import Manifest
-from rag.index.sqlite_store import connect, fetch_chunks
+from rag.index.sqlite_store import chunk_ids_of_documents, connect, fetch_chunks
 from rag.types import ScoredChunk
+
+OPEN_ATTEMPTS = 5  # a version can be pruned between reading CURRENT and opening it; re-read
+FILTER_CACHE = 64  # filters whose chunk ids are kept per reader (a version never changes)
 
 
 class IndexReader:
@@ -22,11 +33,24 @@ class IndexReader:
         self.manifest = Manifest.read(version_dir / layout.MANIFEST)
         self._vectors = faiss.read_index(str(version_dir / layout.VECTORS))
         self._conn = connect(version_dir / layout.STORE, readonly=True)
+        self._db_lock = threading.Lock()  # one connection shared by the server's request threads
+        self._filters: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @classmethod
     def open(cls, root: Path) -> IndexReader:
+        """Open the committed version that CURRENT names."""
         root = Path(root)
-        return cls(root, layout.current_version_dir(root))
+        for _ in range(OPEN_ATTEMPTS):
+            version_dir = layout.current_version_dir(root)
+            try:
+                return cls(root, version_dir)
+            except (FileNotFoundError, RuntimeError):  # faiss reports a missing file as RuntimeError
+                if layout.current_version_dir(root) == version_dir:
+                    raise IndexNotFoundError(
+                        f"index version {version_dir} is incomplete (a file is missing); restore the "
+                        f"directory from a backup or rebuild it with `rag ingest PATH --index {root}`"
+                    ) from None
+        raise IndexNotFoundError(f"{root} kept changing while it was being opened; retry")
 
     @property
     def version(self) -> int:
@@ -40,33 +64,85 @@ class IndexReader:
         """True when a writer has committed a newer version since this one was opened."""
         try:
             return layout.current_version_dir(self.root) != self.version_dir
-        except FileNotFoundError:
+        except (FileNotFoundError, IndexNotFoundError):
             return False
 
-    def search(self, query: np.ndarray, top_k: int) -> list[ScoredChunk]:
-        """Top-k chunks by cosine similarity (inner product of normalised vectors)."""
-        k = min(top_k, self.size)
+    def search(self, query: np.ndarray, top_k: int, filters: SearchFilter | None = None) -> list[ScoredChunk]:
+        """Top-k chunks by cosine similarity (inner product of normalised vectors).
+
+        With ``filters``, only matching chunks are scored (a FAISS ID selector), so the top-k is
+        taken among them rather than cut down from an unfiltered top-k.
+        """
+        params = None
+        candidates = self.size
+        if filters is not None and not filters.is_empty:
+            allowed = self.allowed_ids(filters)
+            candidates = len(allowed)
+            selector = faiss.IDSelectorBatch(allowed)
+            params = faiss.SearchParameters(sel=selector)
+        k = min(top_k, candidates)
         if k <= 0:
             return []
-        scores, ids = self._vectors.search(np.asarray(query, dtype=np.float32).reshape(1, -1), k)
+        q = np.ascontiguousarray(np.asarray(query, dtype=np.float32).reshape(1, -1))
+        scores, ids = self._vectors.search(q, k, params=params)
         hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
-        found = fetch_chunks(self._conn, [i for i, _ in hits])
+        with self._db_lock:
+            found = fetch_chunks(self._conn, [i for i, _ in hits])
         return [ScoredChunk(chunk=found[i][0], score=s, metadata=found[i][1]) for i, s in hits if i in found]
 
-    def documents(self) -> list[dict[str, Any]]:
-        rows = self._conn.execute(
-            "SELECT id, source, hash, metadata, indexed_at, chunks FROM documents ORDER BY id"
-        ).fetchall()
+    def allowed_ids(self, filters: SearchFilter) -> np.ndarray:
+        """Chunk ids of the documents that match ``filters`` (int64, cached per filter)."""
+        key = filters.key
+        if key in self._filters:
+            self._filters.move_to_end(key)
+            return self._filters[key]
+        docs = [d["id"] for d in self.documents() if filters.matches(d["id"], d["source"], d["metadata"])]
+        with self._db_lock:
+            ids = np.asarray(chunk_ids_of_documents(self._conn, docs), dtype=np.int64)
+        self._filters[key] = ids
+        if len(self._filters) > FILTER_CACHE:
+            self._filters.popitem(last=False)
+        return ids
+
+    def documents(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        sql = "SELECT id, source, hash, metadata, indexed_at, chunks FROM documents ORDER BY id"
+        args: tuple[int, ...] = ()
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            args = (limit, offset)
+        with self._db_lock:
+            rows = self._conn.execute(sql, args).fetchall()
         return [_document(row) for row in rows]
 
+    def document(self, doc_id: str) -> dict[str, Any] | None:
+        with self._db_lock:
+            row = self._conn.execute(
+                "SELECT id, source, hash, metadata, indexed_at, chunks FROM documents WHERE id = ?",
+                (doc_id,),
+            ).fetchone()
+        return _document(row) if row else None
+
     def chunk_ids(self) -> set[int]:
-        return {int(r[0]) for r in self._conn.execute("SELECT id FROM chunks")}
+        with self._db_lock:
+            return {int(r[0]) for r in self._conn.execute("SELECT id FROM chunks")}
 
     def vector_ids(self) -> set[int]:
         return set(faiss.vector_to_array(self._vectors.id_map).tolist())
 
+    def check_consistent(self) -> None:
+        """Raise AssertionError unless SQLite rows, FAISS ids and the manifest agree."""
+        chunk_ids, vector_ids = self.chunk_ids(), self.vector_ids()
+        assert chunk_ids == vector_ids, (
+            f"store and FAISS disagree: {len(chunk_ids - vector_ids)} chunk rows without a vector, "
+            f"{len(vector_ids - chunk_ids)} vectors without a row"
+        )
+        docs = self.documents()
+        assert self.manifest.documents == len(docs), (self.manifest.documents, len(docs))
+        assert self.manifest.chunks == len(chunk_ids) == sum(d["chunks"] for d in docs)
+
     def close(self) -> None:
-        self._conn.close()
+        with self._db_lock:
+            self._conn.close()
 
 
 def _document(row: tuple[Any, ...]) -> dict[str, Any]:

@@ -38,11 +38,19 @@ CHUNK_COLUMNS = 'c.id, c.document_id, c.source, c.page, c.start, c."end", c.text
 
 
 def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    """Read-only connections open committed versions, which never change: ``immutable=1`` tells
+    SQLite to skip locking and journal checks (and works after the directory has been pruned)."""
     if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        uri = f"{Path(path).resolve().as_uri()}?mode=ro&immutable=1"
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
     else:
+        # Only staging copies are opened for writing. They become visible solely by being fsynced
+        # and renamed whole (see IndexWriter.commit), and a crash before that discards them, so
+        # SQLite's own journal and syncs would only slow every commit down.
         conn = sqlite3.connect(path)
-        conn.executescript(SCHEMA)
+        conn.execute("PRAGMA journal_mode = MEMORY")
+        conn.execute("PRAGMA synchronous = OFF")
+        conn.executescript(f"BEGIN; {SCHEMA} COMMIT;")
     return conn
 
 
@@ -84,6 +92,15 @@ def set_next_chunk_id(conn: sqlite3.Connection, value: int) -> None:
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         (str(value),),
     )
+
+
+def chunk_ids_of_documents(conn: sqlite3.Connection, doc_ids: Sequence[str]) -> list[int]:
+    out: list[int] = []
+    for i in range(0, len(doc_ids), 500):  # stay under SQLite's bound-parameter limit
+        part = list(doc_ids[i : i + 500])
+        marks = ",".join("?" * len(part))
+        out.extend(r[0] for r in conn.execute(f"SELECT id FROM chunks WHERE document_id IN ({marks})", part))
+    return out
 
 
 def counts(conn: sqlite3.Connection) -> tuple[int, int]:

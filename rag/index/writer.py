@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import time
 from dataclasses import replace
@@ -30,6 +31,18 @@ from rag.types import Chunk, Document
 
 KEEP_VERSIONS = 2  # the live one plus its predecessor, for readers still finishing a query
 STAGING_PREFIX = ".staging-"
+# Crash tests only: the name of a point in commit() at which the process SIGKILLs itself, so a
+# test can check that a crash at exactly that moment leaves a loadable, consistent index.
+CRASH_ENV = "RAG_TEST_CRASH_AT"
+CRASH_POINTS = (
+    "mid_write",  # after the first document was written to the staging copy
+    "mid_faiss_write",  # half of vectors.faiss written
+    "before_rename",  # staging complete and fsynced, not yet renamed to vNNNNNN
+    "after_rename",  # vNNNNNN in place, CURRENT still names the old version
+    "before_current",  # new CURRENT written to a temp file, not yet renamed over CURRENT
+    "after_current",  # committed; old versions not yet pruned
+    "mid_prune",  # one old version removed, others not
+)
 
 
 class IndexWriter:
@@ -52,7 +65,7 @@ class IndexWriter:
         self.root = Path(root)
         self._identity = (embedding_model, dimension, chunk_tokens, overlap_tokens)
         self._lock_timeout_s = lock_timeout_s
-        self._lock_fh = None
+        self._lock_fh: Any = None
         self._conn: sqlite3.Connection | None = None
         self._vectors: faiss.IndexIDMap2 | None = None
         self._manifest: Manifest | None = None
@@ -105,10 +118,37 @@ class IndexWriter:
             self._lock_fh.close()
             self._lock_fh = None
 
+    @classmethod
+    def for_existing(cls, root: Path, *, lock_timeout_s: float = 0.0) -> IndexWriter:
+        """A writer with the index's own identity, for changes that embed nothing (deletes)."""
+        manifest = Manifest.read(layout.current_version_dir(Path(root)) / layout.MANIFEST)
+        return cls(
+            root,
+            embedding_model=manifest.embedding_model,
+            dimension=manifest.dimension,
+            chunk_tokens=manifest.chunk_tokens,
+            overlap_tokens=manifest.overlap_tokens,
+            lock_timeout_s=lock_timeout_s,
+        )
+
     def _clean_leftovers(self) -> None:
-        """Staging dirs of writers that crashed are garbage; so are versions never made CURRENT."""
+        """What a writer killed mid-commit leaves behind is garbage, removed under the lock:
+        staging dirs, a half-written CURRENT temp file, versions never made CURRENT, and old
+        versions it did not get to prune."""
         for path in self.root.glob(STAGING_PREFIX + "*"):
             shutil.rmtree(path, ignore_errors=True)
+        for path in self.root.glob(layout.CURRENT + ".tmp-*"):
+            path.unlink(missing_ok=True)
+        try:
+            live = layout.version_number(layout.current_version_dir(self.root))
+        except IndexNotFoundError:
+            live = None
+        for path in layout.version_dirs(self.root):
+            number = layout.version_number(path)
+            if live is None or (number is not None and number > live):
+                shutil.rmtree(path, ignore_errors=True)
+        if live is not None:
+            self._prune(keep=live)  # a writer killed after its commit never pruned
 
     def _stage(self) -> None:
         model, dim, chunk_tokens, overlap = self._identity
@@ -133,9 +173,12 @@ class IndexWriter:
         self._manifest = Manifest.read(current / layout.MANIFEST)
         self._manifest.check_compatible(model, dim)
         self._vectors = faiss.read_index(str(current / layout.VECTORS))
-        with connect(current / layout.STORE, readonly=True) as src:
+        src = connect(current / layout.STORE, readonly=True)
+        try:
             self._conn = connect(store, readonly=False)
             src.backup(self._conn)
+        finally:
+            src.close()
 
     # -- reads used for incremental ingestion ------------------------------------------------
     def document_state(self, doc_id: str) -> tuple[str, dict[str, Any]] | None:
@@ -173,6 +216,7 @@ class IndexWriter:
             ids = np.arange(first, first + len(stored), dtype=np.int64)
             self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
         self.changed = True
+        _crash_point("mid_write")
         return stored
 
     def delete(self, doc_id: str) -> bool:
@@ -185,26 +229,37 @@ class IndexWriter:
         return removed
 
     def commit(self) -> Manifest:
-        """Write the staged version and make it CURRENT; the only step readers can observe."""
+        """Write the staged version and make it CURRENT; the only step readers can observe.
+
+        Until CURRENT is replaced (one rename) readers and a crash see the old version; after
+        it, the new one. Everything before is invisible staging, everything after is cleanup.
+        """
         assert self._staging is not None and self._manifest is not None
         self._db.commit()
         docs, chunks = counts(self._db)
-        self._conn.close()
+        self._db.close()
         self._conn = None
-        faiss.write_index(self._index, str(self._staging / layout.VECTORS))
+        _write_vectors(self._index, self._staging / layout.VECTORS)
         version = self._next_version()
         manifest = self._manifest.model_copy(
             update={"version": version, "updated_at": utc_now(), "documents": docs, "chunks": chunks}
         )
         manifest.write(self._staging / layout.MANIFEST)
         _fsync_tree(self._staging)
+        _crash_point("before_rename")
         final = self.root / layout.version_name(version)
         self._staging.rename(final)
         self._staging = None
         layout.fsync_dir(self.root)
-        layout.write_atomic(self.root / layout.CURRENT, final.name + "\n")
+        _crash_point("after_rename")
+        layout.write_atomic(
+            self.root / layout.CURRENT,
+            final.name + "\n",
+            before_replace=lambda: _crash_point("before_current"),
+        )
+        _crash_point("after_current")
         self._manifest = manifest
-        self._prune(keep=final.name)
+        self._prune(keep=version)
         return manifest
 
     # -- helpers -----------------------------------------------------------------------------
@@ -219,19 +274,44 @@ class IndexWriter:
         assert self._vectors is not None
         return self._vectors
 
-    def _versions(self) -> list[Path]:
-        return sorted(p for p in self.root.glob("v[0-9]*") if p.is_dir())
-
     def _next_version(self) -> int:
-        existing = [int(p.name[1:]) for p in self._versions()]
+        existing = [layout.version_number(p) or 0 for p in layout.version_dirs(self.root)]
+        assert self._manifest is not None
         return max([self._manifest.version, *existing]) + 1
 
-    def _prune(self, keep: str) -> None:
-        versions = [p for p in self._versions() if p.name <= keep]
-        for old in versions[:-KEEP_VERSIONS]:
-            shutil.rmtree(old, ignore_errors=True)
-        for orphan in (p for p in self._versions() if p.name > keep):
-            shutil.rmtree(orphan, ignore_errors=True)
+    def _prune(self, keep: int) -> None:
+        """Keep the new version and its predecessor (readers may still be answering from it)."""
+        old = [p for p in layout.version_dirs(self.root) if (layout.version_number(p) or 0) <= keep]
+        for n, path in enumerate(old[:-KEEP_VERSIONS]):
+            shutil.rmtree(path, ignore_errors=True)
+            if n == 0:
+                _crash_point("mid_prune")
+
+
+def _crash_point(name: str) -> None:
+    """SIGKILL this process if RAG_TEST_CRASH_AT names this point (crash tests only)."""
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _write_vectors(index: faiss.Index, path: Path) -> None:
+    if os.environ.get(CRASH_ENV) != "mid_faiss_write":
+        faiss.write_index(index, str(path))
+        return
+    # Crash tests: stream the same bytes through Python and die half-way through the file.
+    # (Not the default path: the Python callback writes ~4x slower than faiss's own fwrite.)
+    half = faiss.serialize_index(index).size // 2
+    with open(path, "wb") as fh:
+
+        def write(data: bytes) -> int:
+            if fh.tell() + len(data) >= half:
+                fh.write(data[: half - fh.tell()])
+                fh.flush()
+                _crash_point("mid_faiss_write")
+            fh.write(data)
+            return len(data)
+
+        faiss.write_index(index, faiss.PyCallbackIOWriter(write))
 
 
 def _fsync_tree(path: Path) -> None:

@@ -1,0 +1,364 @@
+"""/v1/documents: upload files (indexed by a background job), list, show and delete documents.
+
+Uploads are streamed to disk as they arrive (never held in memory) and the body is counted while
+it streams, so a client that sends more than ``server.max_upload_mb`` gets 413 as soon as the
+limit is passed, Content-Length or not. Document ids contain ``/``; send them as they are
+(``/v1/documents/uploads/notes.md``) or percent-encoded (``/v1/documents/%2Fsrv%2Fdocs%2Fa.md``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO
+from urllib.parse import unquote
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import Admin, Jobs, State
+from api.jobs import UPLOAD_PREFIX, UploadedFile, remove_uploads, uploads_dir
+from api.schemas import DocumentDeleted, DocumentList, DocumentOut, ErrorBody, JobAccepted
+from rag.errors import IndexNotFoundError
+from rag.index.reader import IndexReader
+from rag.index.writer import IndexWriter
+
+router = APIRouter(tags=["documents"])
+
+MAX_FILES = 1000  # per upload request
+MAX_FIELD_BYTES = 1024 * 1024  # the `metadata` form field
+MAX_NAME_BYTES = 255
+DELETE_LOCK_WAIT_S = 5.0  # a DELETE waits this long for a running job's commit, then gets 409
+LIMIT_HINT = "server.max_upload_mb (env RAG_SERVER__MAX_UPLOAD_MB)"
+# Sent with refusals that leave part of the body unread: otherwise the server would keep the
+# connection alive and read (and discard) the rest of a possibly huge upload.
+CLOSE = {"Connection": "close"}
+
+WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing or wrong admin API key."},
+    403: {"model": ErrorBody, "description": "No admin API key is configured: writes are disabled."},
+}
+
+
+@router.post(
+    "/v1/documents",
+    status_code=202,
+    response_model=JobAccepted,
+    dependencies=[Admin],
+    responses={
+        **WRITE_RESPONSES,
+        413: {"model": ErrorBody, "description": "The upload is over server.max_upload_mb."},
+        422: {"model": ErrorBody, "description": "No files, bad file names or bad metadata."},
+    },
+    summary="Upload files to index (returns a job to poll)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["files"],
+                        "properties": {
+                            "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                            "metadata": {
+                                "type": "string",
+                                "description": "JSON object keyed by file name, e.g. "
+                                '{"a.pdf": {"team": "ops"}}',
+                            },
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def upload_documents(request: Request, response: Response, state: State, jobs: Jobs) -> JobAccepted:
+    """Send `multipart/form-data` with one or more `files` parts and, optionally, a `metadata`
+    field holding a JSON object keyed by file name (`{"a.pdf": {"team": "ops"}}`). Each file
+    becomes the document `uploads/<name>`: uploading the same name again updates it. The files
+    are indexed by a background job; poll `status_url` for progress and per-file errors.
+    Queries keep being answered from the current index until the job commits."""
+    limit = int(state.settings.server.max_upload_mb * 1024 * 1024)
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        raise HTTPException(413, _too_large(int(length), limit), headers=CLOSE)
+    boundary = _boundary(request.headers.get("content-type", ""))
+    incoming = uploads_dir(state.settings.index_dir) / ".incoming" / uuid.uuid4().hex
+    incoming.mkdir(parents=True)
+    receiver = _MultipartReceiver(boundary, incoming, limit)
+    try:
+        try:
+            async for chunk in request.stream():
+                await run_in_threadpool(receiver.feed, chunk)
+        except HTTPException as exc:  # refused mid-body (too many files, a huge form field)
+            exc.headers = {**(exc.headers or {}), **CLOSE}
+            raise
+        receiver.finish()
+        parts = _checked(receiver.files)
+        metadata = _metadata(receiver.fields.get("metadata"), [p.filename or "" for p in parts])
+        files = [_store(part, state.settings.index_dir) for part in parts]
+    except _TooLarge as exc:
+        raise HTTPException(413, _too_large(exc.seen, limit, streamed=True), headers=CLOSE) from None
+    except FormParserError as exc:
+        raise HTTPException(400, f"malformed multipart body ({exc}); send multipart/form-data") from None
+    finally:
+        receiver.close()
+        shutil.rmtree(incoming, ignore_errors=True)
+    job = jobs.submit(files, metadata)
+    status_url = str(request.url_for("get_job", job_id=job.id).path)
+    response.headers["Location"] = status_url
+    return JobAccepted(
+        job_id=job.id, status=job.status, status_url=status_url, files=[f.public() for f in files]
+    )
+
+
+@router.get("/v1/documents", response_model=DocumentList, summary="List indexed documents")
+def list_documents(
+    state: State,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> DocumentList:
+    try:
+        reader = state.pipeline.retriever.index.get()
+    except IndexNotFoundError:
+        return DocumentList(index_version=None, total=0, documents=[])
+    docs = reader.documents(limit=limit, offset=offset)
+    return DocumentList(
+        index_version=reader.version,
+        total=reader.manifest.documents,
+        documents=[DocumentOut(**d) for d in docs],
+    )
+
+
+@router.get(
+    "/v1/documents/{doc_id:path}",
+    response_model=DocumentOut,
+    responses={404: {"model": ErrorBody}},
+    summary="One document: source, chunks, hash, metadata",
+)
+def get_document(doc_id: str, state: State) -> DocumentOut:
+    doc = state.pipeline.retriever.index.get().document(doc_id)
+    if doc is None:
+        raise HTTPException(404, _not_found(doc_id))
+    return DocumentOut(**doc)
+
+
+@router.delete(
+    "/v1/documents/{doc_id:path}",
+    response_model=DocumentDeleted,
+    dependencies=[Admin],
+    responses={
+        **WRITE_RESPONSES,
+        404: {"model": ErrorBody},
+        409: {"model": ErrorBody, "description": "An ingestion is writing; retry when it ends."},
+    },
+    summary="Remove a document and all its chunks",
+)
+def delete_document(doc_id: str, state: State, jobs: Jobs) -> DocumentDeleted:
+    """Commits a new index version without the document; queries switch to it at once."""
+    root = state.settings.index_dir
+    IndexReader.open(root).close()  # a clear 503 when there is no index at all
+    with IndexWriter.for_existing(root, lock_timeout_s=DELETE_LOCK_WAIT_S) as writer:
+        if not writer.delete(doc_id):
+            raise HTTPException(404, _not_found(doc_id))
+        version = writer.commit().version
+    state.pipeline.retriever.index.refresh()
+    name = doc_id.removeprefix(UPLOAD_PREFIX)
+    if doc_id.startswith(UPLOAD_PREFIX) and name not in jobs.pending_names():
+        remove_uploads(root, name)
+    return DocumentDeleted(deleted=doc_id, index_version=version)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _not_found(doc_id: str) -> str:
+    return f"no document {doc_id!r} in the index; GET /v1/documents lists the ids"
+
+
+def _too_large(size: int, limit: int, streamed: bool = False) -> str:
+    mb, limit_mb = f"{size / 1_048_576:.3g} MB", f"{limit / 1_048_576:.3g} MB"
+    what = (
+        f"over the limit of {limit_mb} (stopped reading at {mb})"
+        if streamed
+        else f"{mb}, over the limit of {limit_mb}"
+    )
+    return f"upload is {what}; split it into several uploads or raise {LIMIT_HINT}"
+
+
+def _boundary(content_type: str) -> bytes:
+    kind, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if kind != b"multipart/form-data" or not boundary:
+        raise HTTPException(
+            422,
+            f"expected a multipart/form-data body, got {content_type or 'no Content-Type'!r}; send "
+            "the files as `files` parts (curl: -F files=@report.pdf)",
+            headers=CLOSE,
+        )
+    return boundary
+
+
+class _TooLarge(Exception):
+    def __init__(self, seen: int) -> None:
+        self.seen = seen
+
+
+class _Part:
+    def __init__(self) -> None:
+        self.headers: dict[str, bytes] = {}
+        self.field = ""
+        self.filename: str | None = None
+        self.data = bytearray()  # form fields only
+        self.path: Path | None = None
+        self.fh: BinaryIO | None = None
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+
+class _MultipartReceiver:
+    """Feeds the body through python-multipart's streaming parser: file parts go straight to
+    files in ``incoming`` (hashed as they are written), form fields are kept (bounded)."""
+
+    def __init__(self, boundary: bytes, incoming: Path, limit: int) -> None:
+        self.incoming = incoming
+        self.limit = limit
+        self.seen = 0
+        self.files: list[_Part] = []
+        self.fields: dict[str, str] = {}
+        self._part = _Part()
+        self._header_name = bytearray()
+        self._header_value = bytearray()
+        self._parser = MultipartParser(
+            boundary,
+            callbacks={
+                "on_part_begin": self._part_begin,
+                "on_header_field": lambda d, s, e: self._header_name.extend(d[s:e]),
+                "on_header_value": lambda d, s, e: self._header_value.extend(d[s:e]),
+                "on_header_end": self._header_end,
+                "on_headers_finished": self._headers_finished,
+                "on_part_data": self._part_data,
+                "on_part_end": self._part_end,
+            },
+        )
+
+    def feed(self, chunk: bytes) -> None:
+        self.seen += len(chunk)
+        if self.seen > self.limit:
+            raise _TooLarge(self.seen)
+        self._parser.write(chunk)
+
+    def finish(self) -> None:
+        self._parser.finalize()
+
+    def close(self) -> None:
+        for part in [*self.files, self._part]:
+            if part.fh is not None and not part.fh.closed:
+                part.fh.close()
+
+    def _part_begin(self) -> None:
+        self._part = _Part()
+
+    def _header_end(self) -> None:
+        self._part.headers[self._header_name.decode("latin-1").lower()] = bytes(self._header_value)
+        self._header_name.clear()
+        self._header_value.clear()
+
+    def _headers_finished(self) -> None:
+        part = self._part
+        raw = part.headers.get("content-disposition", b"")
+        _, options = parse_options_header(raw)
+        part.field = options.get(b"name", b"").decode("utf-8", "replace")
+        filename = options.get(b"filename")
+        star = re.search(rb"filename\*=(?:UTF-8|utf-8)''([^;]+)", raw)
+        if star:
+            part.filename = unquote(star.group(1).decode("ascii", "replace"))
+        elif filename is not None:
+            part.filename = filename.decode("utf-8", "replace")
+        if part.filename is not None:
+            if len(self.files) >= MAX_FILES:
+                raise HTTPException(422, f"more than {MAX_FILES} files in one upload; split it")
+            part.path = self.incoming / f"{len(self.files):05d}"
+            part.fh = open(part.path, "wb")  # noqa: SIM115 - closed in _part_end / close()
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        part = self._part
+        piece = data[start:end]
+        if part.fh is not None:
+            part.fh.write(piece)
+            part.sha.update(piece)
+            part.size += len(piece)
+        else:
+            part.data.extend(piece)
+            if len(part.data) > MAX_FIELD_BYTES:
+                raise HTTPException(413, f"form field {part.field!r} is over {MAX_FIELD_BYTES} bytes")
+
+    def _part_end(self) -> None:
+        part = self._part
+        if part.fh is not None:
+            part.fh.close()
+            self.files.append(part)
+        else:
+            self.fields[part.field] = part.data.decode("utf-8", "replace")
+
+
+def _safe_name(raw: str) -> str:
+    """The last path component, printable, without leading dots: never escapes uploads/."""
+    name = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable()).strip().lstrip(".")
+    if not name:
+        raise HTTPException(422, f"file name {raw!r} is empty once directories are removed; name the file")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise HTTPException(422, f"file name {name[:40]!r}... is over {MAX_NAME_BYTES} bytes; shorten it")
+    return name
+
+
+def _checked(parts: list[_Part]) -> list[_Part]:
+    if not parts:
+        raise HTTPException(
+            422, "no files in the upload; send one or more `files` parts (curl: -F files=@report.pdf)"
+        )
+    seen: set[str] = set()
+    for part in parts:
+        name = _safe_name(part.filename or "")
+        if name in seen:
+            raise HTTPException(422, f"two files are named {name!r}; a name is a document id, rename one")
+        seen.add(name)
+        part.filename = name
+    return parts
+
+
+def _store(part: _Part, index_dir: Path) -> UploadedFile:
+    """Move a received file to uploads/<sha256>/<name>: identical content lands on itself."""
+    assert part.path is not None and part.filename is not None
+    digest = part.sha.hexdigest()
+    final = uploads_dir(index_dir) / digest / part.filename
+    final.parent.mkdir(parents=True, exist_ok=True)
+    part.path.replace(final)
+    return UploadedFile(name=part.filename, path=final, bytes=part.size, sha256=digest)
+
+
+def _metadata(raw: str | None, names: list[str]) -> dict[str, dict[str, Any]]:
+    """The `metadata` field: a JSON object keyed by file name, each value a JSON object."""
+    if raw is None or not raw.strip():
+        return {}
+    example = '{"' + (names[0] if names else "report.pdf") + '": {"team": "ops"}}'
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise HTTPException(422, f"metadata is not valid JSON ({exc}); send e.g. {example}") from None
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise HTTPException(422, f"metadata must be a JSON object keyed by file name, e.g. {example}")
+    unknown = sorted(set(value) - set(names))
+    if unknown:
+        raise HTTPException(
+            422, f"metadata names files that were not uploaded: {unknown}; uploaded: {sorted(names)}"
+        )
+    return value

@@ -1,0 +1,197 @@
+"""Index bookkeeping under random sequences of add / update / delete / re-ingest.
+
+After every step, the SQLite store, the FAISS ids, the manifest and a plain Python model of the
+corpus (file name -> text) must agree, every chunk must slice its document's text, only chunk
+texts new to the index may be embedded, and no search may return a deleted chunk.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from ingest.loaders import default_document_id
+from ingest.pipeline import ingest
+from rag.config import Settings, load_settings
+from rag.errors import IndexNotFoundError
+from rag.index import layout
+from rag.index.reader import IndexReader
+from rag.index.writer import IndexWriter
+from rag.protocols import Embedder
+from rag.types import content_hash
+from tests.rag.index.hash_embedder import HashEmbedder
+
+# Paragraphs are shared between documents so identical chunks (embedded once) are common.
+PARAGRAPHS = [
+    "Zephyr stores snapshots in the var lib folder and keeps a catalog of every stored file.",
+    "Retention keeps daily snapshots for fourteen days and weekly ones for eight weeks.",
+    "The relay daemon listens on port 7341 and accepts hosts listed in relay allow.",
+    "Restores write files to the srv restore folder unless a target is given.",
+    "Pruning runs every night at half past three and removes expired snapshots.",
+    "Logs go to var log zephyr and rotate weekly with four copies kept around.",
+]
+NAMES = [f"doc{i}.txt" for i in range(5)]
+texts = st.lists(st.sampled_from(PARAGRAPHS), min_size=1, max_size=4).map("\n\n".join)
+
+
+def small_settings(index_dir: Path) -> Settings:
+    # file_timeout_s=0: parse in-process; the parse worker has its own tests and would only add
+    # process start-up to hundreds of tiny ingests here.
+    return load_settings(
+        index_dir=index_dir,
+        **{"chunking.chunk_tokens": 24, "chunking.overlap_tokens": 4, "ingest.file_timeout_s": 0},
+    )
+
+
+def stored_chunks(index_dir: Path) -> list[tuple[int, str, int, int, str, str]]:
+    path = layout.current_version_dir(index_dir) / layout.STORE
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        return conn.execute('SELECT id, document_id, start, "end", text, hash FROM chunks').fetchall()
+
+
+def check_index(index_dir: Path, model: dict[Path, str], embedder: Embedder, removed: set[int]) -> None:
+    """The index agrees with ``model`` (path -> text); chunks in ``removed`` are never found."""
+    try:
+        reader = IndexReader.open(index_dir)
+    except IndexNotFoundError:
+        assert not model
+        return
+    reader.check_consistent()
+    docs = {d["id"]: d for d in reader.documents()}
+    expected = {default_document_id(p): text for p, text in model.items()}
+    assert set(docs) == set(expected)
+    for doc_id, text in expected.items():
+        assert docs[doc_id]["hash"] == content_hash(text)
+    live = set()
+    for cid, doc_id, start, end, text, digest in stored_chunks(index_dir):
+        assert text == expected[doc_id][start:end] and digest == content_hash(text)
+        live.add(cid)
+    assert live.isdisjoint(removed)
+    for query in [*PARAGRAPHS, *expected.values()]:
+        for hit in reader.search(embedder.embed_query(query), top_k=10):
+            assert hit.chunk.id in live and hit.chunk.document_id in expected
+    reader.close()
+
+
+class Bookkeeping(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = Path(tempfile.mkdtemp(prefix="bookkeeping-"))
+        self.docs = self.tmp / "docs"
+        self.docs.mkdir()
+        self.settings = small_settings(self.tmp / "index")
+        self.embedder = HashEmbedder()
+        self.model: dict[Path, str] = {}
+        self.removed: set[int] = set()  # ids of chunks that were in some version and are gone
+
+    @initialize()
+    def no_index_yet(self) -> None:
+        assert not (self.tmp / "index").exists()
+
+    def _chunk_state(self) -> tuple[set[int], set[str]]:
+        try:
+            rows = stored_chunks(self.settings.index_dir)
+        except IndexNotFoundError:
+            return set(), set()
+        return {r[0] for r in rows}, {r[5] for r in rows}
+
+    def _ingest(self, paths: list[Path], sync: bool = False) -> None:
+        ids_before, hashes_before = self._chunk_state()
+        summary = ingest(paths, self.settings, self.embedder, sync=sync)
+        assert summary.failed == 0, summary.errors
+        ids_after, hashes_after = self._chunk_state()
+        # Identical chunk texts are embedded once: only hashes new to the index were embedded.
+        assert summary.chunks_embedded == len(hashes_after - hashes_before)
+        self.removed |= ids_before - ids_after
+
+    @rule(name=st.sampled_from(NAMES), text=texts)
+    def add_or_update(self, name: str, text: str) -> None:
+        path = self.docs / name
+        path.write_text(text, encoding="utf-8")
+        self.model[path] = text
+        self._ingest([path])
+
+    @rule(name=st.sampled_from(NAMES))
+    def delete_with_writer(self, name: str) -> None:
+        path = self.docs / name
+        try:
+            writer = IndexWriter.for_existing(self.settings.index_dir)
+        except IndexNotFoundError:
+            return
+        ids_before, _ = self._chunk_state()
+        with writer:
+            assert writer.delete(default_document_id(path)) == (path in self.model)
+            if writer.changed:
+                writer.commit()
+        path.unlink(missing_ok=True)
+        self.model.pop(path, None)
+        self.removed |= ids_before - self._chunk_state()[0]
+
+    @rule(name=st.sampled_from(NAMES))
+    def delete_file_then_sync(self, name: str) -> None:
+        (self.docs / name).unlink(missing_ok=True)
+        self.model.pop(self.docs / name, None)
+        self._ingest([self.docs], sync=True)
+
+    @rule()
+    def reingest_unchanged_folder(self) -> None:
+        summary = ingest([self.docs], self.settings, self.embedder)
+        assert summary.chunks_embedded == 0 and summary.added == summary.updated == 0
+        assert summary.unchanged == len(self.model) and summary.index_version is None
+
+    @invariant()
+    def index_matches_model(self) -> None:
+        check_index(self.settings.index_dir, self.model, self.embedder, self.removed)
+
+    def teardown(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+Bookkeeping.TestCase.settings = settings(
+    max_examples=50,
+    stateful_step_count=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_bookkeeping_under_random_operations = Bookkeeping.TestCase
+
+
+def test_bookkeeping_with_the_real_embedder(tmp_path: Path, embedder: Embedder) -> None:
+    """The same invariants through a fixed sequence with MiniLM, plus what vectors mean: after
+    an update the new text is found and the old text's chunks are gone."""
+    settings_ = small_settings(tmp_path / "index")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    model: dict[Path, str] = {}
+    removed: set[int] = set()
+
+    def step(paths: list[Path], sync: bool = False) -> None:
+        exists = (settings_.index_dir / layout.CURRENT).exists()
+        before = {r[0] for r in stored_chunks(settings_.index_dir)} if exists else set()
+        ingest(paths, settings_, embedder, sync=sync)
+        removed.update(before - {r[0] for r in stored_chunks(settings_.index_dir)})
+        check_index(settings_.index_dir, model, embedder, removed)
+
+    for i, name in enumerate(NAMES[:3]):
+        model[docs / name] = PARAGRAPHS[i] + "\n\n" + PARAGRAPHS[i + 1]
+        (docs / name).write_text(model[docs / name])
+    step([docs])
+    update = "Encryption uses the cipher chacha20 with keys rotated every ninety days."
+    model[docs / NAMES[0]] = update
+    (docs / NAMES[0]).write_text(update)
+    step([docs])
+    reader = IndexReader.open(settings_.index_dir)
+    top = reader.search(embedder.embed_query("which cipher encrypts backups?"), 1)[0]
+    assert top.chunk.document_id == default_document_id(docs / NAMES[0]) and "chacha20" in top.chunk.text
+    old = reader.search(embedder.embed_query(PARAGRAPHS[0]), 5)
+    assert all(h.chunk.text != PARAGRAPHS[0] for h in old)  # only doc0 had it, and doc0 changed
+    (docs / NAMES[1]).unlink()
+    del model[docs / NAMES[1]]
+    step([docs], sync=True)
+    assert ingest([docs], settings_, embedder).chunks_embedded == 0
