@@ -53,6 +53,11 @@ ConfigOpt = Annotated[
 ]
 TopKOpt = Annotated[int | None, typer.Option("--top-k", "-k", min=1, max=100, help="Chunks to retrieve.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of text.")]
+WhereOpt = Annotated[
+    list[str] | None,
+    typer.Option("--where", help="Only documents whose metadata has KEY=VALUE (repeatable)."),
+]
+PrefixOpt = Annotated[str | None, typer.Option(help="Only documents whose source starts with this.")]
 
 
 def _settings(config: Path | None, **overrides: Any) -> Settings:
@@ -81,6 +86,13 @@ def ingest(
     ] = False,
     chunk_tokens: Annotated[int | None, typer.Option(help="Chunk size in embedder tokens.")] = None,
     overlap_tokens: Annotated[int | None, typer.Option(help="Overlap between chunks, in tokens.")] = None,
+    metadata: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSON file mapping a file path (as given) or document id to a metadata object; "
+            "stored with the document, returned in citations, usable in filters."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Add or update documents (PDF, text, Markdown, HTML) in the index.
@@ -96,9 +108,10 @@ def ingest(
         index_dir=index,
         **{"chunking.chunk_tokens": chunk_tokens, "chunking.overlap_tokens": overlap_tokens},
     )
+    meta = _read_metadata(metadata) if metadata else None
     embedder = _run(lambda: make_embedder(settings.embedding))
     with _progress(quiet=as_json) as sink:
-        summary = _run(lambda: run_ingest(paths, settings, embedder, sync=sync, progress=sink))
+        summary = _run(lambda: run_ingest(paths, settings, embedder, sync=sync, metadata=meta, progress=sink))
     if as_json:
         out.print_json(json.dumps(summary.to_dict()))
     else:
@@ -114,20 +127,12 @@ def delete(
     config: ConfigOpt = None,
 ) -> None:
     """Remove documents and all their chunks from the index."""
-    from rag.index.manifest import Manifest
-    from rag.index.reader import IndexReader
     from rag.index.writer import IndexWriter
 
     settings = _settings(config, index_dir=index)
-    # Deleting needs no embedding model: the writer is opened with the index's own identity.
-    manifest: Manifest = _run(lambda: IndexReader.open(settings.index_dir).manifest)
-    writer = IndexWriter(
-        settings.index_dir,
-        embedding_model=manifest.embedding_model,
-        dimension=manifest.dimension,
-        chunk_tokens=manifest.chunk_tokens,
-        overlap_tokens=manifest.overlap_tokens,
-        lock_timeout_s=settings.ingest.lock_timeout_s,
+    # Deleting needs no embedding model: the writer takes the index's own identity.
+    writer = _run(
+        lambda: IndexWriter.for_existing(settings.index_dir, lock_timeout_s=settings.ingest.lock_timeout_s)
     )
     with writer:
         missing = [d for d in doc_ids if not writer.delete(d)]
@@ -146,6 +151,8 @@ def search(
     index: IndexOpt = None,
     config: ConfigOpt = None,
     top_k: TopKOpt = None,
+    where: WhereOpt = None,
+    source_prefix: PrefixOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show the chunks most similar to QUERY, with cosine scores; no LLM involved."""
@@ -153,7 +160,8 @@ def search(
 
     settings = _settings(config, index_dir=index)
     pipeline = _run(lambda: build_pipeline(settings))
-    hits = _run(lambda: pipeline.search(query, top_k))
+    filters = _filters(where, source_prefix)
+    hits = _run(lambda: pipeline.search(query, top_k, filters=filters))
     if as_json:
         from api.schemas import ChunkOut
 
@@ -175,6 +183,8 @@ def ask(
     index: IndexOpt = None,
     config: ConfigOpt = None,
     top_k: TopKOpt = None,
+    where: WhereOpt = None,
+    source_prefix: PrefixOpt = None,
     server: Annotated[
         str | None,
         typer.Option(help="URL of a running `rag serve` (e.g. http://127.0.0.1:8000) to ask instead."),
@@ -188,10 +198,11 @@ def ask(
     """
     from api.schemas import QueryResponse
 
+    filters = _filters(where, source_prefix)
     if server:
-        response = _run(lambda: _ask_server(server, question, top_k))
+        response = _run(lambda: _ask_server(server, question, top_k, filters))
     else:
-        response = QueryResponse.from_answer(_ask_local(question, index, config, top_k))
+        response = QueryResponse.from_answer(_ask_local(question, index, config, top_k, filters))
     if as_json:
         out.print_json(response.model_dump_json())
         return
@@ -207,7 +218,9 @@ def ask(
     )
 
 
-def _ask_local(question: str, index: Path | None, config: Path | None, top_k: int | None) -> Any:
+def _ask_local(
+    question: str, index: Path | None, config: Path | None, top_k: int | None, filters: Any
+) -> Any:
     from rag.components import build_generator, build_pipeline
 
     settings = _settings(config, index_dir=index)
@@ -215,24 +228,51 @@ def _ask_local(question: str, index: Path | None, config: Path | None, top_k: in
     with console.status("loading the generator…"):
         pipeline.generator = _run(lambda: build_generator(settings))
     with console.status("thinking…"):
-        return _run(lambda: pipeline.answer(question, top_k))
+        return _run(lambda: pipeline.answer(question, top_k, filters=filters))
 
 
-def _ask_server(url: str, question: str, top_k: int | None) -> Any:
+def _ask_server(url: str, question: str, top_k: int | None, filters: Any) -> Any:
     import httpx
 
     from api.schemas import QueryResponse
     from rag.errors import RagError
 
     try:
-        r = httpx.post(
-            url.rstrip("/") + "/v1/query", json={"question": question, "top_k": top_k}, timeout=600
-        )
+        body = {"question": question, "top_k": top_k}
+        if filters is not None:
+            body["filters"] = {"metadata": dict(filters.metadata), "source_prefix": filters.source_prefix}
+        r = httpx.post(url.rstrip("/") + "/v1/query", json=body, timeout=600)
     except httpx.TransportError as exc:
         raise RagError(f"cannot reach {url} ({exc}); is `rag serve` running there?") from None
     if r.status_code != 200:
         raise RagError(f"{url} answered {r.status_code}: {r.json().get('error', r.text)}")
     return QueryResponse.model_validate(r.json())
+
+
+@app.command()
+def documents(index: IndexOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """List the indexed documents: id, chunks, when indexed, metadata."""
+    from rag.index.reader import IndexReader
+
+    settings = _settings(config, index_dir=index)
+    docs = _run(lambda: IndexReader.open(settings.index_dir).documents())
+    if as_json:
+        out.print_json(json.dumps(docs))
+        return
+    for d in docs:
+        meta = f"  {json.dumps(d['metadata'])}" if d["metadata"] else ""
+        out.print(f"{d['id']}  [dim]{d['chunks']} chunks, {d['indexed_at']}[/]{meta}", highlight=False)
+    console.print(f"{len(docs)} document(s) in {settings.index_dir}")
+
+
+@app.command()
+def info(index: IndexOpt = None, config: ConfigOpt = None) -> None:
+    """Show the index's manifest: version, embedding model, dimension, chunking, counts, times."""
+    from rag.index.reader import IndexReader
+
+    settings = _settings(config, index_dir=index)
+    manifest = _run(lambda: IndexReader.open(settings.index_dir).manifest)
+    out.print_json(manifest.model_dump_json())
 
 
 @app.command()
@@ -250,6 +290,31 @@ def serve(
 
     settings = _settings(config, index_dir=index, **{"server.host": host, "server.port": port})
     uvicorn.run(create_app(settings), host=settings.server.host, port=settings.server.port, log_level="info")
+
+
+def _filters(where: list[str] | None, source_prefix: str | None) -> Any:
+    from rag.index.filters import SearchFilter
+
+    pairs = {}
+    for item in where or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            console.print(f"[bold red]error:[/] --where {item!r}: write it as KEY=VALUE")
+            raise typer.Exit(1)
+        pairs[key] = value
+    return SearchFilter.from_dict({"metadata": pairs, "source_prefix": source_prefix})
+
+
+def _read_metadata(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        console.print(f"[bold red]error:[/] --metadata {path}: {exc}")
+        raise typer.Exit(1) from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        console.print(f'[bold red]error:[/] --metadata {path}: expected {{"path": {{...}}, ...}}')
+        raise typer.Exit(1)
+    return data
 
 
 @contextmanager
