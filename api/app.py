@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from api import errors
 from api.jobs import JobManager
-from api.routes import documents, health, index, jobs, query, search
+from api.routes import documents, evaluate, health, index, jobs, query, search
 from api.state import AppState
 from rag.config import Settings, load_settings
 from rag.embedding import make_embedder
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         return await call_next(request)
 
-    for router in (query.router, search.router, documents.router, jobs.router, index.router, health.router):
+    routers = (query.router, search.router, evaluate.router, documents.router, jobs.router, index.router)
+    for router in (*routers, health.router):
         app.include_router(router)
     return app

@@ -365,5 +365,13 @@ def _print_summary(s: dict[str, Any], index_dir: Path) -> None:
         out.print(f"  [red]failed[/] {err['error']}")
 
 
+def _register_eval() -> None:
+    from eval.cli import eval_command
+
+    app.command("eval")(eval_command)
+
+
+_register_eval()
+
 if __name__ == "__main__":
     app()

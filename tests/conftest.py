@@ -14,9 +14,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-from rag.config import Settings, load_settings  # noqa: E402
-from rag.embedding import make_embedder  # noqa: E402
-from rag.protocols import Embedder  # noqa: E402
+from rag.config import Settings, load_settings
+from rag.embedding import make_embedder
+from rag.protocols import Embedder
 
 # A small corpus with facts no model knows (an invented tool), so an answer that contains them
 # came from retrieval, and questions about what the corpus leaves out have no right answer.

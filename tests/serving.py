@@ -22,14 +22,19 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(
-    index_dir: Path, env: dict[str, str] | None = None, wait_for_generator: bool = False, timeout_s: float = 600
+    index_dir: Path,
+    env: dict[str, str] | None = None,
+    wait_for_generator: bool = False,
+    timeout_s: float = 600,
 ) -> Iterator[httpx.Client]:
     port = free_port()
     full_env = os.environ | {"RAG_INDEX_DIR": str(index_dir)} | (env or {})
     log = open(Path(index_dir).parent / f"server-{port}.log", "w+")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "rag.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=full_env, stdout=log, stderr=subprocess.STDOUT,
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
     try:

@@ -127,7 +127,9 @@ class LLMSupportJudge:
     def probability(self, statement: str, contexts: Sequence[str]) -> float:
         if isinstance(self.generator, YesNoScorer):
             try:
-                return float(self.generator.yes_probability(build_prompt(statement, contexts, YES_NO_INSTRUCTION)))
+                return float(
+                    self.generator.yes_probability(build_prompt(statement, contexts, YES_NO_INSTRUCTION))
+                )
             except RagError as exc:
                 raise JudgeError(f"the LLM judge failed: {exc}") from exc
         return 1.0 if self._json_verdict(statement, contexts) else 0.0

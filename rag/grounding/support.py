@@ -20,7 +20,6 @@ from rag.config import GroundingSettings
 from rag.grounding.text import Terms, context_vocabulary, split_sentences, terms
 from rag.protocols import Embedder, Support
 
-
 _NUMBERISH = re.compile(r"^[\d.,:x-]+$")
 
 

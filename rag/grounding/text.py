@@ -17,7 +17,8 @@ STOPWORDS = frozenset(
     such than that the their theirs them themselves then there these they this those through thus
     to too under until up upon us use used uses using very via was we were what when where whether
     which while who whom whose why will with within without would yet you your yours yourself
-    yourselves answer based context document documents according following given
+    yourselves answer based context document documents according following given specified
+    mentioned stated described passage passages provided
     """.split()
 )
 
@@ -72,7 +73,7 @@ def stem(word: str) -> str:
     """A crude suffix stripper: enough to match 'files'/'file', 'configured'/'configure'."""
     w = word.lower()
     for suffix in ("ing", "edly", "ed", "es", "s", "ly"):
-        if len(w) > len(suffix) + 3 and w.endswith(suffix):
+        if len(w) > len(suffix) + 2 and w.endswith(suffix):
             return w[: -len(suffix)]
     return w
 

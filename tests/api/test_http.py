@@ -38,7 +38,9 @@ def test_a_one_megabyte_question_is_refused_before_parsing(light_server: httpx.C
 
 
 def test_search_returns_ranked_chunks_with_provenance(light_server: httpx.Client) -> None:
-    r = light_server.post("/v1/search", json={"query": "In which directory does Zephyr store snapshots?", "top_k": 3})
+    r = light_server.post(
+        "/v1/search", json={"query": "In which directory does Zephyr store snapshots?", "top_k": 3}
+    )
     assert r.status_code == 200
     results = r.json()["results"]
     assert [x["rank"] for x in results] == [1, 2, 3]

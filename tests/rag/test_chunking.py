@@ -24,7 +24,11 @@ def _doc(text: str, pages: list[Page] | None = None) -> Document:
 
 
 def _chunker(embedder, size: int = 64, overlap: int = 8) -> Chunker:
-    return Chunker(ChunkingSettings(chunk_tokens=size, overlap_tokens=overlap), embedder.count_tokens, embedder.max_tokens)
+    return Chunker(
+        ChunkingSettings(chunk_tokens=size, overlap_tokens=overlap),
+        embedder.count_tokens,
+        embedder.max_tokens,
+    )
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -45,7 +49,9 @@ def test_offsets_slice_the_text_and_chunks_fit_the_embedder(embedder, text: str,
 def test_text_without_spaces_is_split_to_fit(embedder) -> None:
     """No whitespace to split at (e.g. a CSV line of numbers): still no chunk over the limit."""
     text = ",".join(str(i) for i in range(3000))
-    chunker = Chunker(ChunkingSettings(chunk_tokens=250, overlap_tokens=0), embedder.count_tokens, embedder.max_tokens)
+    chunker = Chunker(
+        ChunkingSettings(chunk_tokens=250, overlap_tokens=0), embedder.count_tokens, embedder.max_tokens
+    )
     chunks = chunker.split(_doc(text))
     assert len(chunks) > 1
     assert all(embedder.count_tokens(c.text) <= embedder.max_tokens for c in chunks)

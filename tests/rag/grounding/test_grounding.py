@@ -60,7 +60,9 @@ def test_answer_gets_citations_from_evidence_and_bad_markers_are_dropped(judge) 
 
 def test_invented_answer_is_refused_with_the_fixed_message(judge) -> None:
     settings = GroundingSettings()
-    g = ground_answer("Zephyr encrypts snapshots with AES-256-GCM using keys from Vault.", CONTEXTS, judge, settings)
+    g = ground_answer(
+        "Zephyr encrypts snapshots with AES-256-GCM using keys from Vault.", CONTEXTS, judge, settings
+    )
     assert g.refused and g.answer == settings.refusal_message
     assert "supported" in g.reason
 

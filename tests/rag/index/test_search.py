@@ -42,8 +42,11 @@ def test_index_round_trips_through_disk(built_index: Settings) -> None:
 
 def test_opening_with_another_embedding_model_fails_clearly(built_index: Settings) -> None:
     writer = IndexWriter(
-        built_index.index_dir, embedding_model="pkg:some-other-model", dimension=768,
-        chunk_tokens=200, overlap_tokens=32,
+        built_index.index_dir,
+        embedding_model="pkg:some-other-model",
+        dimension=768,
+        chunk_tokens=200,
+        overlap_tokens=32,
     )
     with pytest.raises(IndexMismatchError, match="rebuild the index"), writer:
         pass

@@ -1,0 +1,275 @@
+"""`rag eval`: score a question set for faithfulness, relevance, retrieval quality and refusals.
+
+Registered in rag/cli.py as ``app.command("eval")(eval_command)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from rag.config import Settings, load_settings
+from rag.errors import RagError
+
+console = Console(stderr=True)
+EXIT_THRESHOLD_FAILED = 2
+
+
+def eval_command(
+    dataset: Annotated[
+        Path,
+        typer.Argument(
+            help="JSONL or CSV with 'question' and optionally 'reference', 'answerable', 'answer', "
+            "'contexts' "
+            "(in CSV a JSON list). Rows with an answer are scored as given; rows without one are answered "
+            "by the pipeline (loads the generator). With --synthesize, the file to write."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder: results.json, results.csv, report.html.")
+    ] = Path("eval-out"),
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            "--index",
+            "-i",
+            help="Index directory; needed for rows without contexts or answers, and --synthesize.",
+        ),
+    ] = None,
+    judge: Annotated[
+        str,
+        typer.Option(
+            "--judge",
+            help="'support' (default): lexical + embedding, deterministic, no LLM. 'llm': the configured "
+            "generator decides (slow on CPU, ~10 s per statement); also enables RAGAS-style answer "
+            "relevance.",
+        ),
+    ] = "support",
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=1, help="Score only the first N rows.")
+    ] = None,
+    baseline: Annotated[
+        Path | None, typer.Option("--baseline", help="A previous results.json to compare with in the report.")
+    ] = None,
+    fail_under: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-under",
+            help="METRIC=VALUE, repeatable: exit with status 2 when the metric's mean is below VALUE "
+            "(e.g. --fail-under faithfulness=0.8).",
+        ),
+    ] = None,
+    synthesize: Annotated[
+        int | None,
+        typer.Option(
+            "--synthesize",
+            min=1,
+            help="Write N template questions with references from indexed chunks to DATASET, then stop.",
+        ),
+    ] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Ignore partial results in --out and score everything again.")
+    ] = False,
+    threads: Annotated[
+        int,
+        typer.Option(
+            "--threads",
+            min=0,
+            help="torch threads (0: torch's default). 1 is much faster on a machine busy with other work.",
+        ),
+    ] = 0,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML config file (default: configs/default.yaml).")
+    ] = None,
+) -> None:
+    """Score answers for faithfulness, relevance, retrieval and refusals (resumable: see --out)."""
+    try:
+        thresholds = parse_thresholds(fail_under or [])
+        if judge not in ("support", "llm"):
+            raise RagError(f"--judge {judge!r} is unknown; use 'support' or 'llm'")
+        if config is not None:
+            os.environ["RAG_CONFIG"] = str(config)
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        settings = load_settings(index_dir=str(index) if index else None)
+        if synthesize:
+            _synthesize(settings, index, dataset, synthesize)
+            return
+        results = run_eval(settings, dataset, out, judge, index is not None, limit, baseline, fresh)
+    except RagError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    print_summary(results)
+    failures = check_thresholds(results["aggregates"], thresholds)
+    for f in failures:
+        console.print(f"[bold red]threshold failed:[/] {f}")
+    if failures:
+        raise typer.Exit(EXIT_THRESHOLD_FAILED)
+
+
+def parse_thresholds(items: list[str]) -> dict[str, float]:
+    from eval.runner import METRICS
+
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in METRICS:
+            raise RagError(f"--fail-under {item!r}: use METRIC=VALUE with METRIC one of {', '.join(METRICS)}")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise RagError(f"--fail-under {item!r}: {value!r} is not a number") from None
+    return out
+
+
+def check_thresholds(aggregates: dict, thresholds: dict[str, float]) -> list[str]:
+    failures = []
+    for name, minimum in thresholds.items():
+        mean = aggregates["metrics"][name]["mean"]
+        if mean is None:
+            failures.append(f"{name} has no scored samples (minimum {minimum})")
+        elif mean < minimum:
+            failures.append(f"{name} = {mean:.3f} is below {minimum}")
+    return failures
+
+
+def run_eval(
+    settings: Settings,
+    dataset: Path,
+    out: Path,
+    judge_name: str,
+    use_index: bool,
+    limit: int | None,
+    baseline: Path | None,
+    fresh: bool = False,
+) -> dict[str, Any]:
+    from eval.caching import CachingEmbedder
+    from eval.dataset import load_dataset
+    from eval.report import build_results, write_outputs
+    from eval.runner import PARTIAL, Evaluator, aggregate
+    from rag.components import build_generator, build_pipeline
+    from rag.embedding import make_embedder
+    from rag.grounding.judges import make_support_judge
+
+    samples = load_dataset(dataset, limit)
+    base = _load_baseline(baseline) if baseline else None
+    need_generation = any(s.answer is None for s in samples)
+    need_retrieval = need_generation or any(s.contexts is None for s in samples)
+    if need_retrieval and not use_index:
+        raise RagError(
+            f"{dataset}: some rows have no {'answer' if need_generation else 'contexts'}; "
+            "pass --index DIR so the "
+            "pipeline can retrieve (and generate) them"
+        )
+    embedder = CachingEmbedder(make_embedder(settings.embedding))
+    generator = build_generator(settings) if (need_generation or judge_name == "llm") else None
+    pipeline = build_pipeline(settings, embedder=embedder, generator=generator) if need_retrieval else None
+    judge = make_support_judge(judge_name, settings.grounding, embedder, generator)
+    evaluator = Evaluator(
+        settings,
+        embedder,
+        judge,
+        judge_name,
+        pipeline,
+        question_generator=generator if judge_name == "llm" else None,
+    )
+    if fresh and (out / PARTIAL).exists():
+        (out / PARTIAL).unlink()
+    with Progress(
+        TextColumn("[bold]scoring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("eval", total=len(samples), note="")
+        resumed = 0
+
+        def on_progress(done: int, total: int, cached: bool) -> None:
+            nonlocal resumed
+            resumed += cached
+            progress.update(task, completed=done, note=f"({resumed} resumed)" if resumed else "")
+
+        records = evaluator.run(samples, out, on_progress)
+    config = {
+        "dataset": str(dataset),
+        "index": str(settings.index_dir) if use_index else None,
+        "judge": judge_name,
+        "limit": limit,
+        "fingerprint": evaluator.fingerprint,
+        "embedding_model": settings.embedding.model,
+        "generator": getattr(generator, "name", None),
+        "grounding": settings.grounding.model_dump(),
+        "retrieval": settings.retrieval.model_dump(),
+    }
+    results = build_results(records, aggregate(records), config, base)
+    paths = write_outputs(out, results)
+    console.print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return results
+
+
+def _load_baseline(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RagError(f"--baseline {path}: cannot read a results.json ({exc})") from None
+    if "aggregates" not in data:
+        raise RagError(f"--baseline {path}: not a results.json written by `rag eval` (no 'aggregates')")
+    data["_path"] = str(path)
+    return data
+
+
+def _synthesize(settings: Settings, index: Path | None, dataset: Path, n: int) -> None:
+    from eval.dataset import synthesize, write_jsonl
+    from rag.index.reader import IndexReader
+
+    if index is None:
+        raise RagError("--synthesize needs --index DIR: questions are made from the indexed chunks")
+    if dataset.exists():
+        raise RagError(f"{dataset} exists; --synthesize writes a new data set there, pick another name")
+    reader = IndexReader.open(settings.index_dir)
+    try:
+        rows = reader._conn.execute("SELECT source, text FROM chunks ORDER BY id").fetchall()
+    finally:
+        reader.close()
+    samples = synthesize([(str(s), str(t)) for s, t in rows], n)
+    write_jsonl(samples, dataset)
+    console.print(
+        f"wrote {len(samples)} synthetic questions to {dataset}; score them with "
+        f"`rag eval {dataset} --index {index} --out eval-out`"
+    )
+
+
+def print_summary(results: dict) -> None:
+    from eval.report import LABELS
+
+    agg = results["aggregates"]
+    table = Table(
+        title=f"{agg['n_samples']} samples, {agg['n_refused']} refused, {agg['n_errors']} with errors"
+    )
+    for col in ("metric", "mean", "95 % CI", "n"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for m, a in agg["metrics"].items():
+        if a["n"]:
+            table.add_row(LABELS[m], f"{a['mean']:.3f}", f"{a['ci_low']:.3f}-{a['ci_high']:.3f}", str(a["n"]))
+    Console().print(table)

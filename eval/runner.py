@@ -1,0 +1,295 @@
+"""Score a data set sample by sample, appending each result to ``partial.jsonl`` so an interrupted
+run resumes where it stopped: samples whose key (hash of question + answer + contexts) and judge
+fingerprint are already in the file are not recomputed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from eval.dataset import Sample, sample_key
+from eval.metrics import (
+    answer_correctness,
+    answer_relevance_embedding,
+    answer_relevance_questions,
+    context_precision,
+    context_recall,
+    context_relevance,
+    faithfulness,
+    generate_questions,
+    refusal_correct,
+)
+from eval.stats import percentile, summarize
+from rag.config import Settings
+from rag.errors import RagError
+from rag.grounding.answer import is_refusal
+from rag.grounding.text import strip_markers
+from rag.pipeline import Pipeline
+from rag.prompt import build_messages
+from rag.protocols import Embedder, Generator, SupportJudge
+
+log = logging.getLogger("eval")
+
+METRICS = (
+    "faithfulness",
+    "answer_relevance",
+    "answer_relevance_generated",
+    "context_precision",
+    "context_recall",
+    "context_relevance",
+    "answer_correctness",
+    "refusal_correctness",
+)
+PARTIAL = "partial.jsonl"
+
+
+class Evaluator:
+    """Scores samples. ``pipeline`` is needed only for rows without contexts (retrieval) or without
+    an answer (generation: then the pipeline must hold a generator)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder,
+        judge: SupportJudge,
+        judge_name: str = "support",
+        pipeline: Pipeline | None = None,
+        question_generator: Generator | None = None,
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.judge = judge
+        self.judge_name = judge_name
+        self.pipeline = pipeline
+        self.question_generator = question_generator  # set for --judge llm: RAGAS answer relevance
+
+    @property
+    def fingerprint(self) -> str:
+        """What a stored result depends on besides the sample: judge, weights, thresholds."""
+        g = self.settings.grounding
+        blob = json.dumps(
+            [
+                self.judge_name,
+                g.weights.model_dump(),
+                g.min_support,
+                g.llm_min_support,
+                self.settings.embedding.model,
+            ],
+            sort_keys=True,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    # ------------------------------------------------------------------ one sample
+    def score(self, sample: Sample) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        record: dict[str, Any] = {
+            "key": sample_key(sample.question, sample.answer, sample.contexts),
+            "fingerprint": self.fingerprint,
+            "judge": self.judge_name,
+            "id": sample.id,
+            "question": sample.question,
+            "reference": sample.reference,
+            "answerable": sample.answerable,
+            "synthetic": sample.synthetic,
+            "generated": sample.answer is None,
+            "errors": {},
+        }
+        try:
+            answer, refused, reason, contexts, efficiency = self._answer(sample)
+        except RagError as exc:
+            record.update(error=f"could not answer: {exc}", metrics=dict.fromkeys(METRICS), refused=False)
+            return record
+        refused = refused or is_refusal(answer)
+        record.update(
+            answer=answer,
+            refused=refused,
+            refusal_reason=reason if refused else "",
+            contexts=contexts,
+            efficiency=efficiency,
+        )
+        texts = [c["text"] for c in contexts]
+        clean = strip_markers(answer).strip()
+        metrics: dict[str, float | None] = dict.fromkeys(METRICS)
+        errors: dict[str, str] = record["errors"]
+
+        def attempt(name: str, fn: Callable[[], Any]) -> Any:
+            try:
+                return fn()
+            except RagError as exc:  # the LLM judge's JudgeError, generator failures
+                errors[name] = str(exc)
+                return None
+
+        if not refused and clean:
+            f = attempt("faithfulness", lambda: faithfulness(clean, texts, self.judge))
+            if f is not None:
+                metrics["faithfulness"], verdicts = f
+                record["statements"] = [asdict(v) for v in verdicts]
+                if f[0] is None:
+                    errors.setdefault("faithfulness", "the answer makes no checkable statement")
+            metrics["answer_relevance"] = answer_relevance_embedding(sample.question, clean, self.embedder)
+            if self.question_generator is not None:
+                qs = attempt(
+                    "answer_relevance_generated", lambda: generate_questions(clean, self.question_generator)
+                )
+                if qs is not None:
+                    record["generated_questions"] = qs
+                    metrics["answer_relevance_generated"] = answer_relevance_questions(
+                        sample.question, qs, self.embedder
+                    )
+                    if not qs:
+                        errors["answer_relevance_generated"] = "the generator wrote no usable question"
+            if sample.reference:
+                c = attempt(
+                    "answer_correctness",
+                    lambda: answer_correctness(clean, sample.reference, self.judge, self.embedder),
+                )
+                if c is not None:
+                    metrics["answer_correctness"] = c.score
+                    record["correctness"] = c.as_dict()
+        if sample.reference and texts:
+            p = attempt("context_precision", lambda: context_precision(sample.reference, texts, self.judge))
+            if p is not None:
+                metrics["context_precision"], record["context_useful"] = p
+            r = attempt("context_recall", lambda: context_recall(sample.reference, texts, self.judge))
+            if r is not None:
+                metrics["context_recall"], recall_verdicts = r
+                record["reference_verdicts"] = [asdict(v) for v in recall_verdicts]
+        if texts:
+            metrics["context_relevance"] = context_relevance(sample.question, texts, self.embedder)
+        metrics["refusal_correctness"] = refusal_correct(refused, sample.answerable)
+        record["metrics"] = metrics
+        record["error"] = (
+            "; ".join(
+                f"{k}: {v}"
+                for k, v in errors.items()
+                if k != "faithfulness" or metrics["faithfulness"] is None
+            )
+            or None
+        )
+        record["score_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        return record
+
+    def _answer(self, sample: Sample) -> tuple[str, bool, str, list[dict], dict[str, Any]]:
+        if sample.answer is not None:
+            efficiency: dict[str, Any] = {}
+            if sample.contexts is not None:
+                contexts = [{"text": c} for c in sample.contexts]
+            else:
+                pipeline = self._need_pipeline("rows without contexts are retrieved from the index")
+                t0 = time.perf_counter()
+                hits = pipeline.search(sample.question)
+                efficiency["retrieve_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+                contexts = [_context(h) for h in hits]
+            return sample.answer, False, "", contexts, efficiency
+        pipeline = self._need_pipeline("rows without an answer are answered by the pipeline")
+        result = pipeline.answer(sample.question)
+        efficiency = dict(result.timings)
+        efficiency.update(result.usage or _token_counts(pipeline, result))
+        return (
+            result.answer,
+            result.refused,
+            result.reason,
+            [_context(h) for h in result.contexts],
+            efficiency,
+        )
+
+    def _need_pipeline(self, why: str) -> Pipeline:
+        if self.pipeline is None:
+            raise RagError(f"{why}; pass --index DIR (an index built with `rag ingest`)")
+        return self.pipeline
+
+    # ------------------------------------------------------------------ many samples, resumable
+    def run(
+        self,
+        samples: Sequence[Sample],
+        out_dir: Path,
+        on_progress: Callable[[int, int, bool], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Score all samples, resuming from out_dir/partial.jsonl; returns records in input order."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        partial = out_dir / PARTIAL
+        done = load_partial(partial, self.fingerprint)
+        results: list[dict[str, Any]] = []
+        with partial.open("a", encoding="utf-8") as f:
+            for i, sample in enumerate(samples):
+                key = sample_key(sample.question, sample.answer, sample.contexts)
+                cached = done.get(key)
+                if cached is not None:
+                    results.append(cached)
+                else:
+                    record = self.score(sample)
+                    f.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                    done[key] = record
+                    results.append(record)
+                if on_progress is not None:
+                    on_progress(i + 1, len(samples), cached is not None)
+        return results
+
+
+def load_partial(path: Path, fingerprint: str) -> dict[str, dict[str, Any]]:
+    """Finished records by key; a torn last line (killed mid-write) and other judges' rows are ignored."""
+    done: dict[str, dict[str, Any]] = {}
+    if not path.is_file():
+        return done
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            log.warning("ignoring an unreadable line in %s (an interrupted write)", path)
+            continue
+        if isinstance(record, dict) and record.get("fingerprint") == fingerprint and "key" in record:
+            done[record["key"]] = record
+    return done
+
+
+def _context(hit: Any) -> dict[str, Any]:
+    c = hit.chunk
+    return {"text": c.text, "source": c.source, "page": c.page, "score": round(float(hit.score), 4)}
+
+
+def _token_counts(pipeline: Pipeline, result: Any) -> dict[str, int]:
+    """Prompt/completion tokens counted with the generator's own tokenizer when it exposes one
+    (the streaming path does not report usage); empty when it does not."""
+    tokenizer = getattr(pipeline.generator, "_tokenizer", None)
+    if tokenizer is None or not result.draft:
+        return {}
+    prompt = "\n".join(m["content"] for m in build_messages(result.question, result.contexts))
+    return {
+        "prompt_tokens": len(tokenizer(prompt, add_special_tokens=False).input_ids),
+        "completion_tokens": len(tokenizer(result.draft, add_special_tokens=False).input_ids),
+    }
+
+
+# ---------------------------------------------------------------- aggregates
+def aggregate(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    records = list(records)
+    metrics = {m: summarize([r.get("metrics", {}).get(m) for r in records]) for m in METRICS}
+    eff_keys = ("retrieve_ms", "generate_ms", "ground_ms", "prompt_tokens", "completion_tokens")
+    efficiency = {}
+    for k in eff_keys:
+        vals = [r.get("efficiency", {}).get(k) for r in records if r.get("efficiency")]
+        vals = [v for v in vals if v is not None]
+        if vals:
+            efficiency[k] = {
+                "mean": round(sum(vals) / len(vals), 1),
+                "p50": percentile(vals, 50),
+                "p95": percentile(vals, 95),
+                "n": len(vals),
+            }
+    return {
+        "n_samples": len(records),
+        "n_refused": sum(bool(r.get("refused")) for r in records),
+        "n_errors": sum(bool(r.get("error")) for r in records),
+        "n_generated": sum(bool(r.get("generated")) for r in records),
+        "metrics": metrics,
+        "efficiency": efficiency,
+    }
