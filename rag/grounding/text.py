@@ -73,7 +73,7 @@ def stem(word: str) -> str:
     """A crude suffix stripper: enough to match 'files'/'file', 'configured'/'configure'."""
     w = word.lower()
     for suffix in ("ing", "edly", "ed", "es", "s", "ly"):
-        if len(w) > len(suffix) + 2 and w.endswith(suffix):
+        if len(w) > len(suffix) + 3 and w.endswith(suffix):
             return w[: -len(suffix)]
     return w
 
