@@ -47,11 +47,15 @@ def make_embedder(settings: EmbeddingSettings) -> Embedder:
         from rag.embedding.sentence_transformers import SentenceTransformerEmbedder
 
         return SentenceTransformerEmbedder(settings)
+    if settings.backend in ("onnx", "onnx-int8"):  # needs onnxruntime + onnx (the dev/bench extras)
+        from rag.embedding.onnx import OnnxEmbedder, OnnxInt8Embedder
+
+        return (OnnxInt8Embedder if settings.backend == "onnx-int8" else OnnxEmbedder)(settings)
     if ":" in settings.backend:
         module_name, _, class_name = settings.backend.partition(":")
         cls = getattr(importlib.import_module(module_name), class_name)
         return cls(settings)
     raise ConfigError(
-        f"embedding.backend={settings.backend!r} is unknown; use 'sentence-transformers' or "
-        " a dotted 'package.module:ClassName'"
+        f"embedding.backend={settings.backend!r} is unknown; use 'sentence-transformers', 'onnx', "
+        "'onnx-int8' or a dotted 'package.module:ClassName'"
     )
