@@ -13,11 +13,14 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 if [ ! -f "$stamp" ]; then
-  echo "==> installing (first run: about 3 GB of wheels, a few minutes)"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  # torch first, pinned: this picks the local CPU wheel; an unpinned torch pulls a CUDA build.
-  "$VENV/bin/python" -m pip install -q "torch==2.13.0"
-  "$VENV/bin/python" -m pip install -q -e ".[local-llm,dev]"
+  echo "==> installing into $VENV (first run: about 3 GB of wheels, a few minutes; log: $VENV/install.log)"
+  log="$VENV/install.log"
+  {
+    "$VENV/bin/python" -m pip install --upgrade pip &&
+      # torch first, pinned: this picks the local CPU wheel; an unpinned torch pulls a CUDA build.
+      "$VENV/bin/python" -m pip install "torch==2.13.0" &&
+      "$VENV/bin/python" -m pip install -e ".[local-llm,dev]"
+  } > "$log" 2>&1 || { tail -n 40 "$log"; echo "install failed; full log: $log" >&2; exit 1; }
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi

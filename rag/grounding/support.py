@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.config import GroundingSettings
-from rag.grounding.text import Terms, context_vocabulary, split_sentences, terms
+from rag.grounding.text import Terms, context_vocabulary, normalise_text, split_sentences, terms
 from rag.protocols import Embedder, Support
 
 _NUMBERISH = re.compile(r"^[\d.,:x-]+$")
@@ -41,6 +41,7 @@ class SupportFeatures:
 class _Contexts:
     vocab: list[frozenset[str]]  # per context
     vocab_all: frozenset[str]
+    text: str  # all contexts, normalised, for matching quoted code spans
     sentences: list[tuple[int, str]]  # (context index, sentence)
     vectors: np.ndarray | None  # one row per sentence
 
@@ -67,7 +68,8 @@ class LexicalSupportJudge:
         vectors = None
         if self.embedder is not None and sentences:
             vectors = self.embedder.embed_documents([s for _, s in sentences])
-        return _Contexts(vocab, frozenset().union(*vocab), sentences, vectors)
+        text = normalise_text("\n".join(contexts))
+        return _Contexts(vocab, frozenset().union(*vocab), text, sentences, vectors)
 
     def _similarities(self, statements: Sequence[str], ctx: _Contexts) -> np.ndarray:
         if ctx.vectors is None or not statements:
@@ -86,7 +88,9 @@ class LexicalSupportJudge:
         if not t.content:
             return SupportFeatures(1.0, 1.0, 0, 0, None, (), (), checkable=False)
         missing = sorted(t.content - ctx.vocab_all)
-        missing_critical = sorted(t.critical - ctx.vocab_all)
+        missing_critical = sorted(
+            c for c in t.critical - ctx.vocab_all if not (c.startswith("`") and c.strip("`") in ctx.text)
+        )
         coverage = 1.0 - len(missing) / len(t.content)
         best = _best_sentence(t, ctx, sims)
         similarity = float(sims[best]) if best is not None and ctx.vectors is not None else 0.0

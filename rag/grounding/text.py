@@ -97,9 +97,23 @@ def is_critical(token: str, sentence_initial: bool) -> bool:
     return any(ch.isupper() for ch in token[1:])  # CamelCase / ACRONYM
 
 
+_CODE_SPAN = re.compile(r"`([^`\n]+)`")
+
+
+def normalise_text(text: str) -> str:
+    """Lowercase with runs of whitespace collapsed: the form code spans are matched in."""
+    return " ".join(text.lower().split())
+
+
+def code_spans(text: str) -> set[str]:
+    """Inline code a statement quotes (`apt-mark hold`): it must appear verbatim in a context,
+    since a command whose words all occur but in another order (`apt hold`) is a different one."""
+    return {"`" + normalise_text(m) + "`" for m in _CODE_SPAN.findall(text) if " " in m.strip()}
+
+
 def terms(text: str) -> Terms:
     content: set[str] = set()
-    critical: set[str] = set()
+    critical: set[str] = code_spans(text)
     for sentence in split_sentences(text) or [text]:
         for i, tok in enumerate(tokens(sentence)):
             low = tok.lower()

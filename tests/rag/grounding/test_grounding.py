@@ -46,6 +46,14 @@ def test_one_wrong_detail_is_unsupported_and_named(judge, statement: str, missin
     assert missing in s.missing
 
 
+def test_a_quoted_command_must_appear_verbatim(judge) -> None:
+    """The 1.5B answered `apt hold` where the context said `apt-mark hold`: same words, wrong command."""
+    contexts = ["To put a package on hold, run apt-mark hold package_name; undo it with apt-mark unhold."]
+    assert judge.judge("Run `apt-mark hold package_name` to hold a package.", contexts).supported
+    wrong = judge.judge("The command to put a package on hold with apt is `apt hold`.", contexts)
+    assert not wrong.supported and "`apt hold`" in wrong.missing
+
+
 def test_an_off_topic_statement_is_unsupported(judge) -> None:
     assert not judge.judge("Canberra is the capital of Australia.", CONTEXTS).supported
 
