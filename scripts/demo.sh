@@ -8,7 +8,7 @@ RAG=.venv/bin/rag
 export RAG_INDEX_DIR=${RAG_INDEX_DIR:-./index}
 PORT=${RAG_SERVER__PORT:-8000}
 URL="http://127.0.0.1:$PORT"
-QUESTION=${DEMO_QUESTION:-"Which command puts a package on hold with apt?"}
+QUESTION=${DEMO_QUESTION:-"On systemd systems, which GID must the tty group have?"}
 
 echo "==> indexing data/sample/docs into $RAG_INDEX_DIR (unchanged files are skipped)"
 $RAG ingest data/sample/docs
