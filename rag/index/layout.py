@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from rag.errors import IndexNotFoundError
+from rag.fsutil import fsync_dir
 
 CURRENT = "CURRENT"
 VECTORS = "vectors.faiss"
@@ -42,14 +43,6 @@ def current_version_dir(root: Path) -> Path:
             f"no index at {root}; build one with `rag ingest PATH --index {root}`"
         ) from None
     return root / name
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def temp_name(path: Path) -> Path:
