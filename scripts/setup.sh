@@ -13,7 +13,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 if [ ! -f "$stamp" ]; then
-  echo "==> installing into $VENV (first run: about 3 GB of wheels, a few minutes; log: $VENV/install.log)"
+  echo "==> installing into $VENV (first run: about 3 GB installed, a few minutes; log: $VENV/install.log)"
   log="$VENV/install.log"
   {
     "$VENV/bin/python" -m pip install --upgrade pip &&
