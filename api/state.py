@@ -34,9 +34,6 @@ class AppState:
     def _load_generator(self) -> None:
         try:
             generator = build_generator(self.settings)
-            load = getattr(generator, "load", None)
-            if load is not None:
-                load()
             self.pipeline.generator = generator
             self.generator_status = "ready"
             log.info("generator ready: %s", getattr(generator, "name", type(generator).__name__))

@@ -38,9 +38,7 @@ def main() -> None:
 
         ingest([Path("data/sample/docs")], settings, pipeline.embedder)
     t1 = time.perf_counter()
-    generator = build_generator(settings)
-    getattr(generator, "load", lambda: None)()
-    pipeline.generator = generator
+    pipeline.generator = build_generator(settings)
     load_s = time.perf_counter() - t1
     rows = []
     for q in QUESTIONS[: args.questions]:

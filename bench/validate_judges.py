@@ -209,9 +209,8 @@ def llm_scores(items: list[dict], settings: Settings, tag: str) -> tuple[list[fl
     from rag.components import build_generator
     from rag.grounding.llm_judge import LLMSupportJudge
 
-    generator = build_generator(settings)
     t0 = time.time()
-    getattr(generator, "load", lambda: None)()
+    generator = build_generator(settings)
     print(f"  generator loaded in {time.time() - t0:.0f}s", file=sys.stderr)
     judge = LLMSupportJudge(generator, settings.grounding)
     scores, t0 = [], time.time()

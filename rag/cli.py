@@ -226,9 +226,7 @@ def _ask_local(
     settings = _settings(config, index_dir=index)
     pipeline = _run(lambda: build_pipeline(settings))
     with console.status("loading the generator…"):
-        generator = _run(lambda: build_generator(settings))
-        _run(getattr(generator, "load", lambda: None))  # so generate_ms below excludes the load
-        pipeline.generator = generator
+        pipeline.generator = _run(lambda: build_generator(settings))
     with console.status("thinking…"):
         return _run(lambda: pipeline.answer(question, top_k, filters=filters))
 

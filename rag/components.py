@@ -12,9 +12,15 @@ from rag.retrieval import DenseRetriever
 
 
 def build_generator(settings: Settings) -> Generator:
+    """The configured generator with its model loaded (about a minute for the default), so the
+    first answer is not charged with the load."""
     from rag.generation import make_generator
 
-    return make_generator(settings.generator)
+    generator = make_generator(settings.generator)
+    load = getattr(generator, "load", None)  # remote backends have nothing to load
+    if load is not None:
+        load()
+    return generator
 
 
 def build_pipeline(
