@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -66,3 +67,15 @@ def _wait(client: httpx.Client, proc: subprocess.Popen, log, want_generator: boo
             pass
         time.sleep(1)
     raise TimeoutError(f"rag serve not ready after {timeout_s} s")
+
+
+def wait_for_job(client: Any, job_id: str, timeout_s: float = 300) -> dict:
+    """Poll GET /v1/jobs/{id} (httpx.Client or FastAPI's TestClient) until the job has ended."""
+    deadline = time.monotonic() + timeout_s
+    job: dict = {}
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.2)
+    raise TimeoutError(job)

@@ -8,7 +8,6 @@ endpoints never call it (a /v1/query whose filter matches nothing refuses before
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -19,6 +18,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from rag.config import Settings, load_settings
 from rag.index.reader import IndexReader
+from tests.serving import wait_for_job
 
 KEY = "test-admin-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -45,16 +45,6 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         yield c
 
 
-def _wait(client: TestClient, job_id: str, timeout_s: float = 300) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed"):
-            return job
-        time.sleep(0.2)
-    raise TimeoutError(job)
-
-
 def _upload(client: TestClient, files: dict[str, bytes], metadata: dict | None = None) -> dict:
     data = {"metadata": json.dumps(metadata)} if metadata else None
     r = client.post(
@@ -62,7 +52,7 @@ def _upload(client: TestClient, files: dict[str, bytes], metadata: dict | None =
     )
     assert r.status_code == 202, r.text
     assert r.headers["location"] == r.json()["status_url"]
-    return _wait(client, r.json()["job_id"])
+    return wait_for_job(client, r.json()["job_id"])
 
 
 def test_writes_are_refused_without_a_configured_key(tmp_path: Path) -> None:

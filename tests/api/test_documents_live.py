@@ -20,7 +20,7 @@ from rag.config import load_settings
 from rag.index import layout
 from rag.index.reader import IndexReader
 from rag.protocols import Embedder
-from tests.serving import running_server
+from tests.serving import running_server, wait_for_job
 
 KEY = "live-test-admin-key-42"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -62,16 +62,6 @@ def _upload(client: httpx.Client, files: dict[str, str]) -> str:
     return r.json()["job_id"]
 
 
-def _wait(client: httpx.Client, job_id: str) -> dict:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed"):
-            return job
-        time.sleep(0.2)
-    raise TimeoutError(job)
-
-
 def _version_contents(index_dir: Path, version: int) -> tuple[set[int], set[str]]:
     reader = IndexReader(index_dir, index_dir / layout.version_name(version))
     reader.check_consistent()
@@ -80,7 +70,7 @@ def _version_contents(index_dir: Path, version: int) -> tuple[set[int], set[str]
 
 def test_search_during_an_upload_job_is_never_mixed(server: tuple[httpx.Client, Path]) -> None:
     client, index_dir = server
-    first = _wait(client, _upload(client, BEFORE))
+    first = wait_for_job(client, _upload(client, BEFORE))
     assert first["status"] == "succeeded", first
     old = first["summary"]["index_version"]
 
