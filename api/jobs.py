@@ -129,11 +129,11 @@ class _JobProgress:
         self.job = job
 
     def start(self, stage: str, total: int) -> None:
-        self.job.progress[stage] = {"done": 0, "total": total}
-        self.job.stage = stage
+        self.job.progress.setdefault(stage, {"done": 0, "total": 0})["total"] = total
 
     def advance(self, stage: str, n: int = 1) -> None:
         self.job.progress[stage]["done"] += n
+        self.job.stage = stage  # the stage that last made progress
 
 
 class JobManager:

@@ -11,6 +11,7 @@ each loader only has to know its format.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -42,6 +43,10 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
 )
 PAGE_SEPARATOR = "\n\n"
 SETTING_HINT = "ingest.max_file_mb (env RAG_INGEST__MAX_FILE_MB)"
+# Part of every file fingerprint: bump it when a loader's output changes for the same bytes, so
+# the next ingest re-parses files it would otherwise skip as unchanged.
+PARSER_VERSION = "1"
+_HASH_BLOCK = 1 << 20
 
 
 # --------------------------------------------------------------------------- public API
@@ -65,6 +70,26 @@ def load_document(path: Path, *, doc_id: str | None = None, max_bytes: int | Non
         text=text,
         pages=pages,
     )
+
+
+def file_fingerprint(path: Path, max_bytes: int | None = None) -> str | None:
+    """A hash of the file's raw bytes and the parser version, or None when the file cannot be
+    read or is over ``max_bytes`` (parsing it then reports why).
+
+    Same bytes and same parser give the same text, so re-ingest skips parsing a file whose
+    fingerprint is the one stored with its document: hashing a file costs milliseconds, parsing a
+    PDF seconds (a no-op re-ingest of the sample corpus was 99 % PDF parsing before this).
+    """
+    digest = hashlib.sha256(PARSER_VERSION.encode() + b"\0")
+    try:
+        if not path.is_file() or (max_bytes is not None and path.stat().st_size > max_bytes):
+            return None
+        with open(path, "rb") as fh:
+            while block := fh.read(_HASH_BLOCK):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 def default_document_id(path: Path) -> str:

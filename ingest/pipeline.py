@@ -16,7 +16,7 @@ import contextlib
 import multiprocessing
 import signal
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -25,14 +25,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ingest.loaders import default_document_id, iter_files, load_document
+from ingest.loaders import default_document_id, file_fingerprint, iter_files, load_document
 from rag.config import Settings
 from rag.errors import LoaderError
 from rag.protocols import Embedder
 from rag.types import Chunk, Document
 
 if TYPE_CHECKING:  # imported where used: the parse worker imports this module, keep that light
-    from rag.chunking import Chunker
     from rag.index.writer import IndexWriter
 
 STAGES = ("parse", "embed", "write")
@@ -43,7 +42,11 @@ Loader = Callable[..., Document]  # load_document's signature: (path, *, doc_id,
 
 
 class ProgressSink(Protocol):
-    """Receives progress per stage; the CLI renders it with rich, the API stores it on the job."""
+    """Receives progress per stage; the CLI renders it with rich, the API stores it on the job.
+
+    Stages run interleaved (documents stream through parse, embed and write), so ``start`` is
+    called again whenever a stage's known total grows; a sink keeps the count done so far.
+    """
 
     def start(self, stage: str, total: int) -> None: ...
 
@@ -88,13 +91,6 @@ class IngestSummary:
         return asdict(self)
 
 
-@dataclass
-class _Pending:
-    doc: Document
-    chunks: list[Chunk]
-    status: str  # "added" | "updated"
-
-
 def ingest(
     paths: Sequence[Path],
     settings: Settings,
@@ -126,15 +122,11 @@ def ingest(
         ParseWorker(settings.ingest.file_timeout_s, loader, start=bool(files)) as parser,
         _writer(settings, embedder) as writer,
     ):
-        pending = _parse(files, writer, chunker, parser, settings, metadata or {}, specs, summary, progress)
+        batcher = _Batcher(writer, embedder, summary, progress)
+        for doc in _parse(files, writer, parser, settings, metadata or {}, specs, summary, progress):
+            batcher.add(doc, chunker.split(doc))
         parser.close()
-        vectors = _embed(pending, writer, embedder, summary, progress)
-        progress.start("write", len(pending))
-        for item, vecs in zip(pending, vectors, strict=True):
-            writer.upsert(item.doc, item.chunks, vecs)
-            setattr(summary, item.status, getattr(summary, item.status) + 1)
-            summary.chunks += len(item.chunks)
-            progress.advance("write")
+        batcher.flush()
         if sync:
             seen = {_doc_id(f, specs) for f in files}
             summary.deleted = _delete_missing(writer, paths, seen)
@@ -162,73 +154,137 @@ def _doc_id(path: Path, specs: Mapping[str, FileSpec]) -> str:
     return spec.doc_id if spec else default_document_id(path)
 
 
+@dataclass
+class _File:
+    path: Path
+    doc_id: str
+    shown: str  # the name users see in citations and errors
+    metadata: dict[str, Any] | None  # given for this run; None keeps what is indexed
+    file_hash: str | None
+
+
 def _parse(
     files: list[Path],
     writer: IndexWriter,
-    chunker: Chunker,
     parser: ParseWorker,
     settings: Settings,
     metadata: Mapping[str, dict[str, Any]],
     specs: Mapping[str, FileSpec],
     summary: IngestSummary,
     progress: ProgressSink,
-) -> list[_Pending]:
+) -> Iterator[Document]:
+    """Yield the documents that are new or changed, parsed one file ahead of the caller.
+
+    A file whose bytes (fingerprint) and metadata match what is indexed is skipped unparsed; a file
+    whose bytes changed but whose text did not is recorded as unchanged (with its new fingerprint).
+    """
     max_bytes = int(settings.ingest.max_file_mb * 1024 * 1024)
     progress.start("parse", len(files))
-    pending = []
+    queue: list[_File] = []
     for path in files:
         summary.documents += 1
         spec = specs.get(path.as_posix())
-        shown = (spec.source or spec.doc_id) if spec else path.as_posix()
+        doc_id = spec.doc_id if spec else default_document_id(path)
+        item = _File(
+            path=path,
+            doc_id=doc_id,
+            shown=(spec.source or spec.doc_id) if spec else path.as_posix(),
+            metadata=metadata.get(path.as_posix(), metadata.get(doc_id)),
+            file_hash=file_fingerprint(path, max_bytes),
+        )
+        known = writer.document_state(doc_id)
+        if (
+            known
+            and item.file_hash
+            and known.file_hash == item.file_hash
+            and item.metadata in (None, known.metadata)
+        ):
+            summary.unchanged += 1
+            progress.advance("parse")
+        else:
+            queue.append(item)
+
+    def submit(item: _File) -> None:
+        parser.submit(
+            item.path, doc_id=item.doc_id if item.path.as_posix() in specs else None, max_bytes=max_bytes
+        )
+
+    if queue:
+        submit(queue[0])
+    for i, item in enumerate(queue):
         try:
-            doc = parser.load(path, doc_id=spec.doc_id if spec else None, max_bytes=max_bytes)
+            doc = parser.result()
         except LoaderError as exc:
             summary.failed += 1
             # Messages name the path parsed; an upload's is a storage path, so show its name.
-            summary.errors.append({"path": shown, "error": str(exc).replace(path.as_posix(), shown)})
-            progress.advance("parse")
-            continue
-        doc.source = shown
-        known = writer.document_state(doc.id)
-        given = metadata.get(path.as_posix(), metadata.get(doc.id))
-        doc.metadata = given if given is not None else (known[1] if known else {})
-        if known == (doc.hash, doc.metadata):
-            summary.unchanged += 1
-        else:
-            pending.append(_Pending(doc, chunker.split(doc), "updated" if known else "added"))
+            summary.errors.append(
+                {"path": item.shown, "error": str(exc).replace(item.path.as_posix(), item.shown)}
+            )
+            doc = None
+        if i + 1 < len(queue):
+            submit(queue[i + 1])  # parsed by the worker while the caller chunks and embeds this one
         progress.advance("parse")
-    return pending
+        if doc is None:
+            continue
+        doc.source, doc.file_hash = item.shown, item.file_hash
+        known = writer.document_state(doc.id)
+        doc.metadata = item.metadata if item.metadata is not None else (known.metadata if known else {})
+        if known and (known.hash, known.metadata) == (doc.hash, doc.metadata):
+            summary.unchanged += 1
+            writer.set_file_hash(doc.id, doc.file_hash)
+        else:
+            summary.added += known is None
+            summary.updated += known is not None
+            yield doc
 
 
-def _embed(
-    pending: list[_Pending],
-    writer: IndexWriter,
-    embedder: Embedder,
-    summary: IngestSummary,
-    progress: ProgressSink,
-) -> list[np.ndarray]:
-    """Embed each distinct chunk text once; reuse vectors already stored in the index."""
-    hashes = {c.hash: c.text for item in pending for c in item.chunks}
-    known = writer.vectors_for_hashes(set(hashes))
-    todo = [h for h in hashes if h not in known]
-    progress.start("embed", len(todo))
-    batch = max(1, embedder_batch(embedder))
-    for i in range(0, len(todo), batch):
-        part = todo[i : i + batch]
-        for digest, vec in zip(part, embedder.embed_documents([hashes[h] for h in part]), strict=True):
-            known[digest] = vec
-        progress.advance("embed", len(part))
-    summary.chunks_embedded = len(todo)
-    dim = embedder.dim
-    return [
-        np.stack([known[c.hash] for c in item.chunks]) if item.chunks else np.zeros((0, dim), np.float32)
-        for item in pending
-    ]
+class _Batcher:
+    """Embeds each distinct chunk text once, in batches that span documents, and writes each
+    document as soon as its vectors are known.
 
+    Texts already in the index (or earlier in this run) reuse their vectors. Batches are flushed
+    as soon as they fill, so the embedder runs while the parse worker reads the next file.
+    """
 
-def embedder_batch(embedder: Embedder) -> int:
-    """Progress granularity: a few model batches per update keeps the bar live and cheap."""
-    return 4 * int(getattr(embedder, "batch_size", 32))
+    def __init__(
+        self, writer: IndexWriter, embedder: Embedder, summary: IngestSummary, progress: ProgressSink
+    ) -> None:
+        self.writer, self.embedder, self.summary, self.progress = writer, embedder, summary, progress
+        self.batch = max(1, int(getattr(embedder, "batch_size", 32)))
+        self.vectors: dict[str, np.ndarray] = {}  # chunk hash -> vector, for everything seen so far
+        self.todo: dict[str, str] = {}  # chunk hash -> text, waiting for the embedder
+        self.waiting: list[tuple[Document, list[Chunk]]] = []  # waiting for some of those vectors
+        self.planned = self.written = 0
+
+    def add(self, doc: Document, chunks: list[Chunk]) -> None:
+        new = {c.hash: c.text for c in chunks if c.hash not in self.vectors and c.hash not in self.todo}
+        self.vectors.update(self.writer.vectors_for_hashes(set(new)))
+        self.todo.update((h, t) for h, t in new.items() if h not in self.vectors)
+        self.planned += len(chunks)
+        self.progress.start("embed", self.summary.chunks_embedded + len(self.todo))
+        self.progress.start("write", self.planned)
+        self.waiting.append((doc, chunks))
+        if len(self.todo) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        """Embed everything pending, then write the documents that were waiting for it."""
+        if self.todo:
+            hashes = list(self.todo)
+            vectors = self.embedder.embed_documents([self.todo[h] for h in hashes])
+            self.vectors.update(zip(hashes, vectors, strict=True))
+            self.summary.chunks_embedded += len(hashes)
+            self.progress.advance("embed", len(hashes))
+            self.todo.clear()
+        dim = self.embedder.dim
+        for doc, chunks in self.waiting:
+            vecs = (
+                np.stack([self.vectors[c.hash] for c in chunks]) if chunks else np.zeros((0, dim), np.float32)
+            )
+            self.writer.upsert(doc, chunks, vecs)
+            self.summary.chunks += len(chunks)
+            self.progress.advance("write", len(chunks))
+        self.waiting.clear()
 
 
 def _delete_missing(writer: IndexWriter, roots: Iterable[Path], seen: set[str]) -> int:
@@ -245,6 +301,16 @@ def _delete_missing(writer: IndexWriter, roots: Iterable[Path], seen: set[str]) 
 
 
 # --------------------------------------------------------------------------- parsing with a limit
+
+
+@dataclass
+class _Task:
+    """The one file the worker is parsing (or, with no time limit, is about to)."""
+
+    path: Path
+    kwargs: dict[str, Any]
+    deadline: float = 0.0
+    error: LoaderError | None = None  # the worker could not even start
 
 
 class ParseWorker:
@@ -264,6 +330,7 @@ class ParseWorker:
         self._proc: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
         self._booting = False
+        self._task: _Task | None = None
         if start and timeout_s > 0:
             self._start(wait=False)
 
@@ -277,14 +344,41 @@ class ParseWorker:
 
     def load(self, path: Path, **kwargs: Any) -> Document:
         """Like the loader; a timeout or a crashed parser becomes a LoaderError for this file."""
+        self.submit(path, **kwargs)
+        return self.result()
+
+    def submit(self, path: Path, **kwargs: Any) -> None:
+        """Start parsing ``path`` in the worker and return at once; ``result()`` collects it.
+
+        Ingestion submits the next file before it embeds the current one, so parsing (a second
+        core's work) overlaps embedding. The file's time limit runs from here.
+        """
+        if self._task is not None:
+            raise RuntimeError("ParseWorker.submit() called again before result()")
+        self._task = _Task(path, kwargs)
         if self.timeout_s <= 0:
-            return self.loader(path, **kwargs)
+            return
         try:
             conn = self._start()
         except LoaderError as exc:
-            raise LoaderError(f"{path.as_posix()}: {exc}") from None
+            self._task.error = LoaderError(f"{path.as_posix()}: {exc}")
+            return
+        self._task.deadline = time.monotonic() + self.timeout_s
         conn.send((path, kwargs))
-        if not conn.poll(self.timeout_s):
+
+    def result(self) -> Document:
+        """The submitted file's Document, or its LoaderError (timeouts and crashes included)."""
+        task, self._task = self._task, None
+        if task is None:
+            raise RuntimeError("ParseWorker.result() called with nothing submitted")
+        path = task.path
+        if task.error is not None:
+            raise task.error
+        if self.timeout_s <= 0:
+            return self.loader(path, **task.kwargs)
+        conn = self._conn
+        assert conn is not None
+        if not conn.poll(max(0.0, task.deadline - time.monotonic())):
             self._kill()
             raise LoaderError(
                 f"{path.as_posix()}: parsing took longer than {self.timeout_s:g} s and was stopped; "

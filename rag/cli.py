@@ -348,7 +348,10 @@ class _RichSink:
         self._tasks: dict[str, Any] = {}
 
     def start(self, stage: str, total: int) -> None:
-        self._tasks[stage] = self._bar.add_task(stage, total=max(total, 0))
+        if stage in self._tasks:  # the stage's total grew as documents streamed in
+            self._bar.update(self._tasks[stage], total=max(total, 0))
+        else:
+            self._tasks[stage] = self._bar.add_task(stage, total=max(total, 0))
 
     def advance(self, stage: str, n: int = 1) -> None:
         self._bar.advance(self._tasks[stage], n)

@@ -30,6 +30,8 @@ class Document:
     text: str
     pages: list[Page]
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Hash of the file's raw bytes (ingest.loaders.file_fingerprint): lets re-ingest skip parsing.
+    file_hash: str | None = None
 
     @property
     def hash(self) -> str:

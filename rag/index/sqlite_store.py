@@ -17,7 +17,8 @@ CREATE TABLE IF NOT EXISTS documents (
     hash TEXT NOT NULL,
     metadata TEXT NOT NULL DEFAULT '{}',
     indexed_at TEXT NOT NULL,
-    chunks INTEGER NOT NULL
+    chunks INTEGER NOT NULL,
+    file_hash TEXT
 );
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY,
@@ -51,7 +52,16 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = MEMORY")
         conn.execute("PRAGMA synchronous = OFF")
         conn.executescript(f"BEGIN; {SCHEMA} COMMIT;")
+        migrate(conn)
     return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring a store written by an older version up to SCHEMA (only staging copies are written,
+    so an old index is upgraded by its next commit and readers of older versions are unaffected)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(documents)")}
+    if "file_hash" not in columns:  # added with parse skipping; NULL means "parse it to find out"
+        conn.execute("ALTER TABLE documents ADD COLUMN file_hash TEXT")
 
 
 def fetch_chunks(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, tuple[Chunk, dict[str, Any]]]:

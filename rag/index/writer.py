@@ -12,7 +12,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import faiss
 import numpy as np
@@ -24,6 +24,7 @@ from rag.index.sqlite_store import (
     connect,
     counts,
     insert_chunks,
+    migrate,
     next_chunk_id,
     set_next_chunk_id,
 )
@@ -43,6 +44,14 @@ CRASH_POINTS = (
     "after_current",  # committed; old versions not yet pruned
     "mid_prune",  # one old version removed, others not
 )
+
+
+class DocumentState(NamedTuple):
+    """The indexed version of a document, as incremental ingestion compares it."""
+
+    hash: str  # of the extracted text
+    metadata: dict[str, Any]
+    file_hash: str | None  # of the file's raw bytes; None in indexes written before it existed
 
 
 class IndexWriter:
@@ -176,15 +185,29 @@ class IndexWriter:
         src = connect(current / layout.STORE, readonly=True)
         try:
             self._conn = connect(store, readonly=False)
-            src.backup(self._conn)
+            src.backup(self._conn)  # replaces the staged schema with the live one's
+            migrate(self._conn)
         finally:
             src.close()
 
     # -- reads used for incremental ingestion ------------------------------------------------
-    def document_state(self, doc_id: str) -> tuple[str, dict[str, Any]] | None:
-        """(content hash, metadata) of the indexed version, or None when it is not indexed."""
-        row = self._db.execute("SELECT hash, metadata FROM documents WHERE id = ?", (doc_id,)).fetchone()
-        return (row[0], json.loads(row[1])) if row else None
+    def document_state(self, doc_id: str) -> DocumentState | None:
+        """What is indexed for ``doc_id``, or None when it is not indexed."""
+        row = self._db.execute(
+            "SELECT hash, metadata, file_hash FROM documents WHERE id = ?", (doc_id,)
+        ).fetchone()
+        return DocumentState(row[0], json.loads(row[1]), row[2]) if row else None
+
+    def set_file_hash(self, doc_id: str, file_hash: str | None) -> None:
+        """Record the file fingerprint of an unchanged document (its bytes changed, its text did
+        not, or the index predates fingerprints), so the next ingest skips parsing it."""
+        if file_hash is None:
+            return
+        cur = self._db.execute(
+            "UPDATE documents SET file_hash = ? WHERE id = ? AND file_hash IS NOT ?",
+            (file_hash, doc_id, file_hash),
+        )
+        self.changed = self.changed or cur.rowcount > 0
 
     def document_ids(self) -> set[str]:
         return {r[0] for r in self._db.execute("SELECT id FROM documents")}
@@ -207,8 +230,9 @@ class IndexWriter:
         first = next_chunk_id(self._db)
         stored = [replace(c, id=first + i) for i, c in enumerate(chunks)]
         self._db.execute(
-            "INSERT INTO documents (id, source, hash, metadata, indexed_at, chunks) VALUES (?,?,?,?,?,?)",
-            (doc.id, doc.source, doc.hash, json.dumps(doc.metadata), utc_now(), len(chunks)),
+            "INSERT INTO documents (id, source, hash, metadata, indexed_at, chunks, file_hash) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (doc.id, doc.source, doc.hash, json.dumps(doc.metadata), utc_now(), len(chunks), doc.file_hash),
         )
         insert_chunks(self._db, stored)
         set_next_chunk_id(self._db, first + len(chunks))
