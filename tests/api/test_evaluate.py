@@ -36,7 +36,7 @@ def test_supported_answer(client: TestClient) -> None:
         "/v1/evaluate",
         json={
             "question": "Which port does the relay listen on?",
-            "answer": "The relay listens on TCP port 7341 [1].",
+            "answer": "The zephyr-relay daemon listens on TCP port 7341 [1].",
             "contexts": CONTEXTS,
             "reference": "The zephyr-relay daemon listens on TCP port 7341.",
         },

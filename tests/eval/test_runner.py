@@ -15,7 +15,7 @@ from tests.eval.conftest import ZEPHYR
 SAMPLES = [
     Sample(
         question="How long are daily snapshots kept?",
-        answer="Daily snapshots are kept for 14 days.",
+        answer="Zephyr keeps its daily snapshots for 14 days.",
         contexts=ZEPHYR,
         reference="Zephyr keeps daily snapshots for 14 days.",
         answerable=True,

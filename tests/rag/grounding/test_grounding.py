@@ -23,7 +23,9 @@ def judge(embedder) -> LexicalSupportJudge:
 
 def test_a_copied_fact_is_supported_and_names_its_evidence(judge) -> None:
     s = judge.judge("The relay daemon listens on TCP port 7341.", CONTEXTS)
-    assert s.supported and s.score > 0.8
+    # 0.75 is the ceiling of the calibrated weights: on HaluEval QA a quarter of fully covered
+    # statements were still wrong, so full coverage alone never means certainty.
+    assert s.supported and s.score > 0.7
     assert s.context_index == 0 and "7341" in s.evidence
 
 
