@@ -117,9 +117,9 @@ def ingest(
     chunker = Chunker(settings.chunking, embedder.count_tokens, embedder.max_tokens)
     files = list(iter_files(paths, settings.ingest.extensions))
     specs = specs or {}
-    # The parse worker boots while the writer takes the lock and stages its copy of the index.
+    # The parse worker starts only if some file needs parsing: a no-op re-ingest never pays for it.
     with (
-        ParseWorker(settings.ingest.file_timeout_s, loader, start=bool(files)) as parser,
+        ParseWorker(settings.ingest.file_timeout_s, loader) as parser,
         _writer(settings, embedder) as writer,
     ):
         batcher = _Batcher(writer, embedder, summary, progress)
@@ -324,15 +324,13 @@ class ParseWorker:
     ``ingest()`` at import time must guard it with ``if __name__ == "__main__":``.
     """
 
-    def __init__(self, timeout_s: float, loader: Loader = load_document, *, start: bool = False) -> None:
+    def __init__(self, timeout_s: float, loader: Loader = load_document) -> None:
         self.timeout_s = timeout_s
         self.loader = loader
         self._proc: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
         self._booting = False
         self._task: _Task | None = None
-        if start and timeout_s > 0:
-            self._start(wait=False)
 
     def __enter__(self) -> ParseWorker:
         return self
@@ -404,8 +402,8 @@ class ParseWorker:
             self._proc.join(timeout=2)
         self._kill()
 
-    def _start(self, wait: bool = True) -> Connection:
-        """Start the worker if needed; with ``wait``, until it says it is ready."""
+    def _start(self) -> Connection:
+        """Start the worker if needed and wait until it says it is ready."""
         if self._conn is None:
             ctx = _context()
             parent, child = ctx.Pipe()
@@ -413,7 +411,7 @@ class ParseWorker:
             proc.start()
             child.close()
             self._proc, self._conn, self._booting = proc, parent, True
-        if wait and self._booting:
+        if self._booting:
             # Start-up (forking, importing the loader's module) is not parse time: wait it out
             # with its own, generous limit before the per-file clock starts.
             conn = self._conn
