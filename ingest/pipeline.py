@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # imported where used: the parse worker imports this module, 
 
 STAGES = ("parse", "embed", "write")
 TIMEOUT_HINT = "ingest.file_timeout_s (env RAG_INGEST__FILE_TIMEOUT_S)"
+PROGRESS_BATCHES = 4  # embedder batches per progress update when a flush is large
 STARTUP_TIMEOUT_S = 120.0  # for the parse worker to start; not counted against any file
 
 Loader = Callable[..., Document]  # load_document's signature: (path, *, doc_id, max_bytes)
@@ -269,13 +270,15 @@ class _Batcher:
 
     def flush(self) -> None:
         """Embed everything pending, then write the documents that were waiting for it."""
-        if self.todo:
-            hashes = list(self.todo)
-            vectors = self.embedder.embed_documents([self.todo[h] for h in hashes])
-            self.vectors.update(zip(hashes, vectors, strict=True))
-            self.summary.chunks_embedded += len(hashes)
-            self.progress.advance("embed", len(hashes))
-            self.todo.clear()
+        hashes = list(self.todo)
+        step = PROGRESS_BATCHES * self.batch  # a live progress bar for a big document, cheaply
+        for lo in range(0, len(hashes), step):
+            part = hashes[lo : lo + step]
+            vectors = self.embedder.embed_documents([self.todo[h] for h in part])
+            self.vectors.update(zip(part, vectors, strict=True))
+            self.summary.chunks_embedded += len(part)
+            self.progress.advance("embed", len(part))
+        self.todo.clear()
         dim = self.embedder.dim
         for doc, chunks in self.waiting:
             vecs = (
