@@ -1,7 +1,7 @@
 """Per-sample metrics. Each function is pure given a judge and an embedder, returns plain data,
 and returns ``None`` (never NaN) when the metric does not apply; the caller records why.
 
-Definitions follow RAGAS (see eval/README_SECTION.md) with these differences:
+Definitions follow RAGAS (README, "Where we differ from RAGAS, and why") with these differences:
 - statements come from code (sentences, then clauses), not from an LLM rewrite;
 - "supported" is decided by a SupportJudge (the same one the answer path uses), not by an LLM;
 - a refusal is not scored for faithfulness or relevance: it is flagged and counted instead.

@@ -185,7 +185,7 @@ def _parse(
     for path in files:
         summary.documents += 1
         spec = specs.get(path.as_posix())
-        doc_id = spec.doc_id if spec else default_document_id(path)
+        doc_id = _doc_id(path, specs)
         item = _File(
             path=path,
             doc_id=doc_id,
@@ -255,7 +255,7 @@ class _Batcher:
         self.vectors: dict[str, np.ndarray] = {}  # chunk hash -> vector, for everything seen so far
         self.todo: dict[str, str] = {}  # chunk hash -> text, waiting for the embedder
         self.waiting: list[tuple[Document, list[Chunk]]] = []  # waiting for some of those vectors
-        self.planned = self.written = 0
+        self.planned = 0  # chunks to write so far (the write stage's total)
 
     def add(self, doc: Document, chunks: list[Chunk]) -> None:
         new = {c.hash: c.text for c in chunks if c.hash not in self.vectors and c.hash not in self.todo}
