@@ -19,7 +19,8 @@ Set-up (once; llama-cpp-python compiles llama.cpp, ~15 min on 2 cores):
         'langchain-community<0.4'
     ~/.cache/rag-service/ragas-venv/bin/python -m llama_cpp.server --port 8090 --n_ctx 8192 \
         --model ~/.cache/rag-service/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf \
-        --model_alias qwen2.5-coder-1.5b --cache true
+        --model_alias qwen2.5-coder-1.5b
+    (Not ``--cache true``: its RAM prompt cache grew past 20 GB here and the server was OOM-killed.)
 
 Run:
     .venv/bin/python bench/ragas_compare.py --per-kind 8 --out bench/results/ragas_compare.md
@@ -50,6 +51,7 @@ LABELS = ROOT / "tests" / "data" / "faithfulness_labels.jsonl"
 CACHE = Path.home() / ".cache" / "rag-service" / "ragas_compare"
 RAGAS_PYTHON = Path.home() / ".cache" / "rag-service" / "ragas-venv" / "bin" / "python"
 KINDS = ("supported", "one_wrong_detail", "unsupported")
+UNREACHABLE = ("APIConnectionError", "Cannot connect")  # the server was down: not the judge's fault
 
 
 def sample(per_kind: int, seed: int) -> list[dict[str, Any]]:
@@ -65,9 +67,11 @@ def sample(per_kind: int, seed: int) -> list[dict[str, Any]]:
 
 
 def done_ids(path: Path) -> set[int]:
+    """Samples with a result; a sample that failed because the server was unreachable is retried."""
     if not path.is_file():
         return set()
-    return {json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {r["id"] for r in rows if not any(m in r.get("error", "") for m in UNREACHABLE)}
 
 
 def append(path: Path, record: dict[str, Any]) -> None:
