@@ -32,7 +32,7 @@ from rag.protocols import Embedder
 from rag.types import Chunk, Document
 
 if TYPE_CHECKING:  # imported where used: the parse worker imports this module, keep that light
-    from rag.index.writer import IndexWriter
+    from rag.index.writer import DocumentState, IndexWriter
 
 STAGES = ("parse", "embed", "write")
 TIMEOUT_HINT = "ingest.file_timeout_s (env RAG_INGEST__FILE_TIMEOUT_S)"
@@ -162,6 +162,7 @@ class _File:
     shown: str  # the name users see in citations and errors
     metadata: dict[str, Any] | None  # given for this run; None keeps what is indexed
     file_hash: str | None
+    known: DocumentState | None  # what the index holds for doc_id
 
 
 def _parse(
@@ -185,15 +186,16 @@ def _parse(
     for path in files:
         summary.documents += 1
         spec = specs.get(path.as_posix())
-        doc_id = _doc_id(path, specs)
+        doc_id = spec.doc_id if spec else default_document_id(path)
         item = _File(
             path=path,
             doc_id=doc_id,
             shown=(spec.source or spec.doc_id) if spec else path.as_posix(),
             metadata=metadata.get(path.as_posix(), metadata.get(doc_id)),
             file_hash=file_fingerprint(path, max_bytes),
+            known=writer.document_state(doc_id),
         )
-        known = writer.document_state(doc_id)
+        known = item.known
         if (
             known
             and item.file_hash
@@ -206,9 +208,7 @@ def _parse(
             queue.append(item)
 
     def submit(item: _File) -> None:
-        parser.submit(
-            item.path, doc_id=item.doc_id if item.path.as_posix() in specs else None, max_bytes=max_bytes
-        )
+        parser.submit(item.path, doc_id=item.doc_id, max_bytes=max_bytes)
 
     if queue:
         submit(queue[0])
@@ -228,7 +228,7 @@ def _parse(
         if doc is None:
             continue
         doc.source, doc.file_hash = item.shown, item.file_hash
-        known = writer.document_state(doc.id)
+        known = item.known
         doc.metadata = item.metadata if item.metadata is not None else (known.metadata if known else {})
         if known and (known.hash, known.metadata) == (doc.hash, doc.metadata):
             summary.unchanged += 1
