@@ -236,9 +236,15 @@ class JobOut(BaseModel):
     created_at: str
     started_at: str | None = None
     finished_at: str | None = None
-    stage: str | None = Field(None, description="The stage running now: parse, embed or write.")
+    stage: str | None = Field(
+        None,
+        description="The stage that last made progress: parse, embed or write (documents stream "
+        "through the stages, so they overlap; 'load embedder' before the first job's start).",
+    )
     progress: dict[str, StageProgress] = Field(
-        default_factory=dict, description="Per stage (parse, embed, write): items done of total."
+        default_factory=dict,
+        description="Per stage: files parsed, chunks embedded, chunks written, each done of total; "
+        "the embed and write totals grow as files are parsed.",
     )
     files: list[UploadedFile] = []
     summary: dict[str, Any] | None = Field(
