@@ -66,12 +66,17 @@ def sample(per_kind: int, seed: int) -> list[dict[str, Any]]:
     return out
 
 
+def results(path: Path) -> dict[int, dict[str, Any]]:
+    """The last record per sample in a results file (a retried sample's newest try wins)."""
+    rows = (
+        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    )
+    return {r["id"]: r for r in rows}
+
+
 def done_ids(path: Path) -> set[int]:
     """Samples with a result; a sample that failed because the server was unreachable is retried."""
-    if not path.is_file():
-        return set()
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {r["id"] for r in rows if not any(m in r.get("error", "") for m in UNREACHABLE)}
+    return {i for i, r in results(path).items() if not any(m in r.get("error", "") for m in UNREACHABLE)}
 
 
 def append(path: Path, record: dict[str, Any]) -> None:
@@ -166,11 +171,7 @@ def run_ours(items: list[dict[str, Any]], args: argparse.Namespace, judge_name: 
 
 
 def load(name: str) -> dict[int, dict[str, Any]]:
-    path = CACHE / f"{name}.jsonl"
-    rows = (
-        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-    )
-    return {r["id"]: r for r in rows}
+    return results(CACHE / f"{name}.jsonl")
 
 
 def auc(labels: list[int], scores: list[float]) -> float | None:

@@ -34,7 +34,6 @@ from rag.types import Chunk, Document
 if TYPE_CHECKING:  # imported where used: the parse worker imports this module, keep that light
     from rag.index.writer import DocumentState, IndexWriter
 
-STAGES = ("parse", "embed", "write")
 TIMEOUT_HINT = "ingest.file_timeout_s (env RAG_INGEST__FILE_TIMEOUT_S)"
 PROGRESS_BATCHES = 4  # embedder batches per progress update when a flush is large
 STARTUP_TIMEOUT_S = 120.0  # for the parse worker to start; not counted against any file
@@ -186,7 +185,7 @@ def _parse(
     for path in files:
         summary.documents += 1
         spec = specs.get(path.as_posix())
-        doc_id = spec.doc_id if spec else default_document_id(path)
+        doc_id = _doc_id(path, specs)
         item = _File(
             path=path,
             doc_id=doc_id,
