@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from api import errors
 from api.jobs import JobManager
+from api.limits import BodyLimit
 from api.routes import documents, evaluate, health, index, jobs, query, search
+from api.schemas import ErrorBody, ValidationErrorBody
 from api.state import AppState
 from rag.config import Settings, load_settings
 from rag.embedding import make_embedder
 
-# Bodies of the JSON endpoints are small; refuse a 1 MB "question" before parsing it.
-MAX_JSON_BODY = 64 * 1024
+EVALUATE_PATH = "/v1/evaluate"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -38,17 +40,50 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    server = settings.server
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        if request.url.path in ("/v1/query", "/v1/search") and length and int(length) > MAX_JSON_BODY:
-            return JSONResponse(
-                {"error": f"request body is {int(length)} bytes; the limit is {MAX_JSON_BODY}"}, 413
-            )
-        return await call_next(request)
+    def body_limit(path: str) -> int:
+        kb = server.max_evaluate_body_kb if path == EVALUATE_PATH else server.max_body_kb
+        return kb * 1024
 
+    app.add_middleware(BodyLimit, limit_for=body_limit)
     routers = (query.router, search.router, evaluate.router, documents.router, jobs.router, index.router)
     for router in (*routers, health.router):
         app.include_router(router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The generated schema, corrected to what the server really sends: every error has the
+    ErrorBody shape (422 included, not FastAPI's default), a body-taking route can answer 413,
+    and any route can answer 500 with the same JSON shape."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (ErrorBody, ValidationErrorBody):
+        components[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(components[model.__name__].pop("$defs", {}))
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    for operation in _operations(schema):
+        responses = operation.setdefault("responses", {})
+        if "422" in responses:
+            responses["422"] = _error_response("Invalid request: one entry per problem.", ValidationErrorBody)
+        if "requestBody" in operation:
+            responses.setdefault(
+                "413", _error_response("The body is over the route's size limit.", ErrorBody)
+            )
+        responses.setdefault("500", _error_response("Unexpected server error (logged).", ErrorBody))
+    app.openapi_schema = schema
+    return schema
+
+
+def _operations(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    return [op for path in schema.get("paths", {}).values() for op in path.values() if isinstance(op, dict)]
+
+
+def _error_response(description: str, model: type) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"description": description, "content": {"application/json": {"schema": ref}}}

@@ -126,10 +126,48 @@ class GroundingSettings(BaseModel):
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # On SIGTERM, in-flight requests get this long to finish; then they are cancelled (their
+    # worker threads see the cancellation and stop), so a stop never waits on one long request.
+    graceful_shutdown_s: float = Field(10.0, ge=0)
     max_question_chars: int = Field(2000, ge=1)
     admin_api_key: SecretStr | None = None
     # Largest POST /v1/documents body (all files together); larger uploads get 413.
     max_upload_mb: float = Field(100.0, gt=0)
+    # Largest body of every other route, counted on the bytes received (chunked bodies included).
+    max_body_kb: int = Field(64, ge=1)
+    # POST /v1/evaluate carries whole contexts, so it has its own, larger bound.
+    max_evaluate_body_kb: int = Field(1024, ge=1)
+    # Questions that may wait while one answer is generated; beyond this they get 429.
+    max_waiting_questions: int = Field(8, ge=0)
+    # Seed for the Retry-After estimate (seconds per answer) until real answers have been timed.
+    typical_answer_s: float = Field(20.0, gt=0)
+    # Keep-alive comment interval of streamed answers, so proxies do not cut a long prompt.
+    sse_ping_s: float = Field(15.0, gt=0)
+    # How long /healthz trusts its last check of a remote generator.
+    generator_check_s: float = Field(30.0, gt=0)
+    # Bounds on one document's user metadata (rag/metadata.py); an upload over them gets 422.
+    # Depth counts objects and lists; keys are counted at every level; bytes of its JSON.
+    max_metadata_depth: int = Field(8, ge=1)
+    max_metadata_keys: int = Field(64, ge=1)
+    max_metadata_bytes: int = Field(16 * 1024, ge=2)
+    # Finished upload jobs kept in <index>/jobs (GET /v1/jobs); older ones are forgotten.
+    keep_jobs: int = Field(200, ge=1)
+
+
+class EvaluateSettings(BaseModel):
+    """Bounds on one POST /v1/evaluate request. Its cost grows with answer sentences x context
+    sentences (each answer statement is compared with every context sentence, and every context
+    sentence is embedded), so an anonymous client must not choose it freely. The API schema's
+    max lengths are these defaults; a configured value may lower them."""
+
+    max_answer_chars: int = Field(4000, ge=1)
+    max_answer_sentences: int = Field(40, ge=1)
+    max_contexts: int = Field(20, ge=1)
+    # All contexts together (one context may use the whole budget).
+    max_context_chars: int = Field(40_000, ge=1)
+    max_context_sentences: int = Field(500, ge=1)
+    max_reference_chars: int = Field(4000, ge=1)
+    max_reference_sentences: int = Field(40, ge=1)
 
 
 class Settings(BaseSettings):
@@ -147,6 +185,7 @@ class Settings(BaseSettings):
     generator: GeneratorSettings = GeneratorSettings()
     grounding: GroundingSettings = GroundingSettings()
     server: ServerSettings = ServerSettings()
+    evaluate: EvaluateSettings = EvaluateSettings()
 
     @field_validator("index_dir")
     @classmethod

@@ -28,3 +28,7 @@ class IndexLockedError(RagError):
 
 class GenerationError(RagError):
     """The generator failed (model not loadable, endpoint unreachable, bad response)."""
+
+
+class IndexCorruptError(RagError):
+    """A committed index version cannot be read (a damaged manifest, SQLite store or vector file)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,9 +89,12 @@ class Pipeline:
         t1 = time.perf_counter()
         messages = build_messages(question, hits)
         pieces: list[str] = []
-        for piece in self.generator.stream(messages, self._params()):
-            pieces.append(piece)
-            yield piece
+        # closing(): when our consumer closes this stream, the generator's own stream is closed
+        # at once (which stops the model), not whenever it is garbage-collected.
+        with closing(self.generator.stream(messages, self._params())) as stream:
+            for piece in stream:
+                pieces.append(piece)
+                yield piece
         draft = "".join(pieces)
         timings["generate_ms"] = _ms(t1)
         t2 = time.perf_counter()

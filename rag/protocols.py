@@ -73,6 +73,16 @@ class YesNoScorer(Protocol):
     def yes_probability(self, messages: list[Message]) -> float: ...
 
 
+@runtime_checkable
+class HealthChecked(Protocol):
+    """Optional generator capability: a cheap check that a remote model server answers, so the
+    service's health says `unreachable` instead of `ready` when it does not."""
+
+    def health_problem(self) -> str | None:
+        """None when healthy, else what is wrong (one line, for /healthz)."""
+        ...
+
+
 @dataclass
 class Support:
     """How well one statement is supported by a set of contexts, with the evidence for it."""

@@ -1,11 +1,15 @@
-"""GET /healthz: liveness plus what is loaded, so clients know when to send questions."""
+"""GET /healthz: liveness plus what is loaded, so clients know when to send questions.
+
+It says what is wrong rather than only that something is: a damaged index file, an index built
+with another embedding model, a generator still loading, failed, or (remote) unreachable.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
 from api.deps import State
-from api.schemas import Health, IndexInfo
+from api.schemas import Health, IndexInfo, QueueInfo
 from rag.errors import RagError
 
 router = APIRouter(tags=["health"])
@@ -13,16 +17,35 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz", response_model=Health, summary="Service status")
 def healthz(state: State) -> Health:
+    """Always 200 while the process serves HTTP; `status` is `ok` only when questions can be
+    answered, and `index.error` / `generator` say why not."""
+    index = _index_info(state)
+    generator = state.generator_health()
+    ok = index.loaded and index.error is None and generator == "ready"
+    queue = QueueInfo(busy=state.gate.busy, waiting=state.gate.waiting, max_waiting=state.gate.max_waiting)
+    return Health(status="ok" if ok else "degraded", index=index, generator=generator, queue=queue)
+
+
+def _index_info(state: State) -> IndexInfo:
     try:
-        m = state.pipeline.retriever.index.get().manifest
-        index = IndexInfo(
-            loaded=True,
-            version=m.version,
-            documents=m.documents,
-            chunks=m.chunks,
-            embedding_model=m.embedding_model,
-        )
-    except RagError:
-        index = IndexInfo(loaded=False)
-    ok = index.loaded and state.generator_status == "ready"
-    return Health(status="ok" if ok else "degraded", index=index, generator=state.generator_status)
+        reader = state.pipeline.retriever.index.get()
+    except RagError as exc:  # no index yet, or the version CURRENT names cannot be opened
+        return IndexInfo(loaded=False, error=_describe(exc))
+    m = reader.manifest
+    info = IndexInfo(
+        loaded=True,
+        version=m.version,
+        documents=m.documents,
+        chunks=m.chunks,
+        embedding_model=m.embedding_model,
+    )
+    try:
+        reader.check_readable()
+        m.check_compatible(state.pipeline.embedder.model_id, state.pipeline.embedder.dim)
+    except RagError as exc:
+        info.error = _describe(exc)
+    return info
+
+
+def _describe(exc: RagError) -> str:
+    return f"{type(exc).__name__}: {exc}"

@@ -1,62 +1,140 @@
-"""POST /v1/query: a grounded answer with citations, or a refusal; optionally streamed."""
+"""POST /v1/query: a grounded answer with citations, or a refusal; optionally streamed.
+
+The route is ``async``: a question waits for the generator in the event loop (``GenerationGate``),
+holding no worker thread, and the answer is computed in one worker thread. A client that goes
+away (a closed stream, or a dropped connection while waiting) stops its generation and frees the
+generator for the next question.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
-from fastapi import APIRouter, HTTPException
-from fastapi.responses import StreamingResponse
+import anyio
+from fastapi import APIRouter, HTTPException, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api.deps import ReadyState
+from api.cancel import ClientDisconnected, raise_if_cancelled, run_cancellable
+from api.deps import State, require_generator
+from api.errors import error_body, status_of
+from api.gate import QueueFull
 from api.schemas import ErrorBody, QueryRequest, QueryResponse
+from api.state import AppState
 from rag.index.filters import SearchFilter
 from rag.pipeline import Answer
 
+log = logging.getLogger("rag.api.query")
 router = APIRouter(tags=["answers"])
-# One generation at a time: the local model uses every core, so parallel calls only slow each other.
-_generation = threading.Lock()
 
 RESPONSES = {
     422: {"model": ErrorBody, "description": "Invalid body (e.g. blank or over-long question)."},
+    429: {
+        "model": ErrorBody,
+        "description": "Too many questions are already waiting for the generator; retry after "
+        "`Retry-After` seconds.",
+    },
+    502: {"model": ErrorBody, "description": "A remote generator failed or is unreachable."},
     503: {"model": ErrorBody, "description": "No index yet, or the generator is still loading."},
 }
+_END = object()  # what next() returns from a finished answer stream
 
 
 @router.post(
     "/v1/query",
     response_model=QueryResponse,
-    responses={**RESPONSES, 200: {"content": {"text/event-stream": {}}}},
+    responses={
+        **RESPONSES,
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "The answer (JSON), or with `stream: true` server-sent events: `token`, "
+            "then `answer`, or `error` with the JSON error body.",
+        },
+    },
     summary="Answer a question from the indexed documents",
 )
-def query(body: QueryRequest, state: ReadyState) -> QueryResponse | StreamingResponse:
+async def query(
+    body: QueryRequest, state: State, request: Request
+) -> QueryResponse | EventSourceResponse:
     """Retrieves the top-k chunks, drafts an answer with the generator, and checks each sentence
     against the chunks. `refused` is true (with a fixed message) when retrieval finds nothing
     similar enough or the draft is not supported by the chunks; citations name the chunks that
-    support the answer."""
+    support the answer. One answer is generated at a time; when `server.max_waiting_questions`
+    are already waiting, the request gets 429 with `Retry-After`."""
     limit = state.settings.server.max_question_chars
     if len(body.question) > limit:
         raise HTTPException(422, f"question is {len(body.question)} characters; the limit is {limit}")
+    require_generator(state)  # after validation: a bad body is a 422 whatever the model's state
+    gate = state.gate
+    if gate.busy and gate.waiting >= gate.max_waiting:
+        raise _busy(QueueFull(gate.waiting, gate.retry_after_s()))
     if body.stream:
-        return StreamingResponse(_events(state, body), media_type="text/event-stream")
-    with _generation:
-        answer = state.pipeline.answer(body.question, body.top_k, filters=_filters(body))
+        return EventSourceResponse(_events(state, body), ping=state.settings.server.sse_ping_s)
+    try:
+        async with gate.slot():
+            if await request.is_disconnected():  # left while waiting: don't even start
+                raise ClientDisconnected
+            answer = await run_cancellable(request, lambda cancel: _answer(state, body, cancel))
+    except QueueFull as exc:
+        raise _busy(exc) from None
     return QueryResponse.from_answer(answer)
+
+
+def _busy(exc: QueueFull) -> HTTPException:
+    return HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)})
 
 
 def _filters(body: QueryRequest) -> SearchFilter | None:
     return body.filters.to_filter() if body.filters else None
 
 
-def _events(state: ReadyState, body: QueryRequest) -> Iterator[str]:
-    with _generation:
-        for item in state.pipeline.answer_stream(body.question, body.top_k, filters=_filters(body)):
+def _stream(state: AppState, body: QueryRequest) -> Iterator[str | Answer]:
+    return state.pipeline.answer_stream(body.question, body.top_k, filters=_filters(body))
+
+
+def _answer(state: AppState, body: QueryRequest, cancel: threading.Event) -> Answer:
+    """Runs in a worker thread; stops between tokens once ``cancel`` is set (the client left)."""
+    stream = _stream(state, body)
+    try:
+        for item in stream:
+            raise_if_cancelled(cancel)
             if isinstance(item, Answer):
-                yield _sse("answer", QueryResponse.from_answer(item).model_dump_json())
-            else:
-                yield _sse("token", json.dumps({"text": item}))
+                return item
+    finally:
+        stream.close()  # closes the generator's own stream, which stops the model
+    raise RuntimeError("the answer stream ended without an answer")
 
 
-def _sse(event: str, data: str) -> str:
-    return f"event: {event}\ndata: {data}\n\n"
+async def _events(state: AppState, body: QueryRequest) -> AsyncIterator[ServerSentEvent]:
+    """`token` events, then one `answer` event; any error becomes an `error` event.
+
+    sse-starlette cancels this generator when the client disconnects; the ``finally`` then closes
+    the answer stream (shielded from that cancellation) before the generator is released.
+    """
+    try:
+        async with state.gate.slot():
+            stream = _stream(state, body)
+            try:
+                while (item := await anyio.to_thread.run_sync(next, stream, _END)) is not _END:
+                    if isinstance(item, Answer):
+                        yield ServerSentEvent(
+                            QueryResponse.from_answer(item).model_dump_json(), event="answer"
+                        )
+                    else:
+                        yield ServerSentEvent(json.dumps({"text": item}), event="token")
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(stream.close)
+    except QueueFull as exc:
+        yield _error_event(429, str(exc))
+    except Exception as exc:
+        status = status_of(exc)
+        if status >= 500 and status not in (502, 503):
+            log.exception("streamed answer failed")
+        yield _error_event(status, error_body(exc))
+
+
+def _error_event(status: int, message: str) -> ServerSentEvent:
+    return ServerSentEvent(json.dumps({"error": message, "status": status}), event="error")

@@ -14,6 +14,7 @@ from rag.errors import GenerationError
 from rag.protocols import Generation, GenerationParams, Message
 
 _BODY_EXCERPT = 300  # enough of an error body to see the server's reason, not a whole HTML page
+_HEALTH_TIMEOUT_S = 2.0  # the health check must stay cheap, whatever generator.timeout_s is
 
 
 class OpenAIGenerator:
@@ -30,6 +31,21 @@ class OpenAIGenerator:
 
     def close(self) -> None:
         self._client.close()
+
+    def health_problem(self) -> str | None:
+        """GET {base_url}/models: any HTTP answer but an auth failure means the server is there
+        (some servers do not implement /models and say 404, which still proves they listen)."""
+        url = self.settings.base_url.rstrip("/") + "/models"
+        try:
+            timeout = min(_HEALTH_TIMEOUT_S, self.settings.timeout_s)
+            status = self._client.get(url, timeout=timeout).status_code
+        except httpx.HTTPError as exc:
+            return f"{url}: {type(exc).__name__}: {exc}"
+        if status in (401, 403):
+            return f"{url} refused the API key (HTTP {status}); {_status_hint(status)}"
+        if status >= 500:
+            return f"{url} returned HTTP {status}; {_status_hint(status)}"
+        return None
 
     def generate(self, messages: list[Message], params: GenerationParams) -> Generation:
         body = self._payload(messages, params, stream=False)

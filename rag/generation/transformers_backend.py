@@ -135,8 +135,10 @@ class TransformersGenerator:
         try:
             yield from _StopFilter(params.stop).filter(streamer)
         finally:
-            cancel.set()  # the consumer is gone or a stop string was seen: free the model
-        worker.join()
+            # The consumer is gone or a stop string was seen: stop at the next token and wait for
+            # the model to be free, so a closed stream never leaves a generation running.
+            cancel.set()
+            worker.join()
         if errors:
             raise GenerationError(f"Generation failed while streaming: {errors[0]}") from errors[0]
 

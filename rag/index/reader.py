@@ -7,15 +7,18 @@ consistent snapshot: the vectors and the SQLite rows always come from the same v
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 
-from rag.errors import IndexNotFoundError
+from rag.errors import IndexCorruptError, IndexNotFoundError
 from rag.index import layout
 from rag.index.filters import SearchFilter
 from rag.index.manifest import Manifest
@@ -30,11 +33,32 @@ class IndexReader:
     def __init__(self, root: Path, version_dir: Path) -> None:
         self.root = root
         self.version_dir = version_dir
-        self.manifest = Manifest.read(version_dir / layout.MANIFEST)
-        self._vectors = faiss.read_index(str(version_dir / layout.VECTORS))
-        self._conn = connect(version_dir / layout.STORE, readonly=True)
+        self.manifest = _read_manifest(version_dir / layout.MANIFEST)
+        self._vectors = _read_vectors(version_dir / layout.VECTORS)
+        self._conn = _open_store(version_dir / layout.STORE)
         self._db_lock = threading.Lock()  # one connection shared by the server's request threads
         self._filters: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.check_readable()
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """The shared connection, under its lock; a damaged store becomes IndexCorruptError."""
+        with self._db_lock:
+            try:
+                yield self._conn
+            except sqlite3.DatabaseError as exc:
+                raise _corrupt(self.version_dir / layout.STORE, exc) from exc
+
+    def check_readable(self) -> None:
+        """A cheap read of the store (its document count against the manifest's): run on open
+        and by /healthz, so a damaged file is reported instead of failing later reads."""
+        with self._db() as conn:
+            (documents,) = conn.execute("SELECT count(*) FROM documents").fetchone()
+        if documents != self.manifest.documents:
+            raise IndexCorruptError(
+                f"{self.version_dir}: the store holds {documents} documents but the manifest says "
+                f"{self.manifest.documents}; {_REBUILD}"
+            )
 
     @classmethod
     def open(cls, root: Path) -> IndexReader:
@@ -44,7 +68,7 @@ class IndexReader:
             version_dir = layout.current_version_dir(root)
             try:
                 return cls(root, version_dir)
-            except (FileNotFoundError, RuntimeError):  # faiss reports a missing file as RuntimeError
+            except FileNotFoundError:
                 if layout.current_version_dir(root) == version_dir:
                     raise IndexNotFoundError(
                         f"index version {version_dir} is incomplete (a file is missing); restore the "
@@ -86,8 +110,8 @@ class IndexReader:
         q = np.ascontiguousarray(np.asarray(query, dtype=np.float32).reshape(1, -1))
         scores, ids = self._vectors.search(q, k, params=params)
         hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
-        with self._db_lock:
-            found = fetch_chunks(self._conn, [i for i, _ in hits])
+        with self._db() as conn:
+            found = fetch_chunks(conn, [i for i, _ in hits])
         return [ScoredChunk(chunk=found[i][0], score=s, metadata=found[i][1]) for i, s in hits if i in found]
 
     def allowed_ids(self, filters: SearchFilter) -> np.ndarray:
@@ -97,8 +121,8 @@ class IndexReader:
             self._filters.move_to_end(key)
             return self._filters[key]
         docs = [d["id"] for d in self.documents() if filters.matches(d["id"], d["source"], d["metadata"])]
-        with self._db_lock:
-            ids = np.asarray(chunk_ids_of_documents(self._conn, docs), dtype=np.int64)
+        with self._db() as conn:
+            ids = np.asarray(chunk_ids_of_documents(conn, docs), dtype=np.int64)
         self._filters[key] = ids
         if len(self._filters) > FILTER_CACHE:
             self._filters.popitem(last=False)
@@ -110,21 +134,31 @@ class IndexReader:
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
             args = (limit, offset)
-        with self._db_lock:
-            rows = self._conn.execute(sql, args).fetchall()
+        with self._db() as conn:
+            rows = conn.execute(sql, args).fetchall()
         return [_document(row) for row in rows]
 
     def document(self, doc_id: str) -> dict[str, Any] | None:
-        with self._db_lock:
-            row = self._conn.execute(
+        with self._db() as conn:
+            row = conn.execute(
                 "SELECT id, source, hash, metadata, indexed_at, chunks FROM documents WHERE id = ?",
                 (doc_id,),
             ).fetchone()
         return _document(row) if row else None
 
+    def file_hashes(self, prefix: str = "") -> dict[str, str | None]:
+        """Id -> raw-bytes fingerprint (None if never recorded) of every document whose id
+        starts with ``prefix``: ids only, without loading metadata or counting chunks."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self._db() as conn:
+            rows = conn.execute(
+                "SELECT id, file_hash FROM documents WHERE id LIKE ? ESCAPE '\\'", (pattern,)
+            ).fetchall()
+        return {doc_id: file_hash for doc_id, file_hash in rows if doc_id.startswith(prefix)}
+
     def chunk_ids(self) -> set[int]:
-        with self._db_lock:
-            return {int(r[0]) for r in self._conn.execute("SELECT id FROM chunks")}
+        with self._db() as conn:
+            return {int(r[0]) for r in conn.execute("SELECT id FROM chunks")}
 
     def vector_ids(self) -> set[int]:
         return set(faiss.vector_to_array(self._vectors.id_map).tolist())
@@ -155,3 +189,35 @@ def _document(row: tuple[Any, ...]) -> dict[str, Any]:
         "indexed_at": indexed_at,
         "chunks": chunks,
     }
+
+
+_REBUILD = "restore the index directory from a backup or rebuild it with `rag ingest PATH --index DIR`"
+
+
+def _corrupt(path: Path, reason: object) -> IndexCorruptError:
+    return IndexCorruptError(f"{path} is damaged and cannot be read ({reason}); {_REBUILD}")
+
+
+def _read_manifest(path: Path) -> Manifest:
+    try:
+        return Manifest.read(path)
+    except ValueError as exc:  # bad bytes, JSON or fields (ValidationError is a ValueError too)
+        raise _corrupt(path, f"not a valid manifest: {type(exc).__name__}") from exc
+
+
+def _read_vectors(path: Path) -> faiss.Index:
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError as exc:  # faiss reports an unreadable file as RuntimeError
+        raise _corrupt(path, str(exc).strip().splitlines()[-1] if str(exc).strip() else exc) from exc
+
+
+def _open_store(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    try:
+        return connect(path, readonly=True)
+    except sqlite3.DatabaseError as exc:
+        raise _corrupt(path, exc) from exc

@@ -63,10 +63,14 @@ def test_unreachable_generator_is_a_502_that_names_the_url(light_server: httpx.C
     assert "127.0.0.1:9" in r.json()["error"]
 
 
-def test_health_reports_index_and_generator(light_server: httpx.Client) -> None:
+def test_health_reports_index_and_an_unreachable_remote_generator(light_server: httpx.Client) -> None:
+    """The light server's generator is an OpenAI URL where nothing listens: health must say so
+    (it said `ready` before the check existed)."""
     h = light_server.get("/healthz").json()
-    assert h["index"]["loaded"] and h["index"]["documents"] == 4
-    assert h["generator"] == "ready"
+    assert h["index"]["loaded"] and h["index"]["documents"] == 4 and h["index"]["error"] is None
+    assert h["generator"].startswith("unreachable: http://127.0.0.1:9/v1/models")
+    assert h["status"] == "degraded"
+    assert h["queue"] == {"busy": False, "waiting": 0, "max_waiting": 8}
 
 
 def test_openapi_documents_the_endpoints(light_server: httpx.Client) -> None:
