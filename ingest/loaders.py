@@ -11,29 +11,42 @@ each loader only has to know its format.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import io
+import logging
 import os
 import re
+import stat
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
 from bs4.dammit import EncodingDetector
 from bs4.element import NavigableString, PreformattedString, Tag
 from pypdf import PasswordType, PdfReader
+from pypdf.errors import DependencyError, FileNotDecryptedError
 
 from rag.errors import LoaderError
 from rag.types import Document, Page
+from rag.units import format_mib
+
+log = logging.getLogger(__name__)
 
 Loader = Callable[[bytes, Path], tuple[str, list[Page]]]
 
-# How much of a file is inspected to decide "text or binary"; the same window git and grep use.
+# The window in which the share of control characters decides "text or binary" (the window git
+# and grep use). Every window of the file is checked, not just the first: binary data appended to
+# a text file would otherwise be decoded into hundreds of junk chunks.
 SNIFF_BYTES = 8192
-# Share of control characters above which a NUL-free sample is still treated as binary.
+# Share of control characters in one window above which NUL-free data is still treated as binary.
 MAX_CONTROL_SHARE = 0.05
 _TEXT_CONTROLS = frozenset(b"\t\n\r\f\v\b\x1b")
+# Bytes that count as control characters (NUL included), for bytes.translate's C-speed counting.
+_BINARY_CONTROLS = bytes(b for b in range(0x20) if b not in _TEXT_CONTROLS) + b"\x7f"
 _BOMS: tuple[tuple[bytes, str], ...] = (
     (b"\xef\xbb\xbf", "utf-8-sig"),
     (b"\xff\xfe\x00\x00", "utf-32"),  # before UTF-16 LE: its BOM is a prefix of this one
@@ -94,27 +107,57 @@ def file_fingerprint(path: Path, max_bytes: int | None = None) -> str | None:
 
 def default_document_id(path: Path) -> str:
     """The normalised absolute path: stable across runs and relative spellings of the path."""
-    return Path(path).resolve().as_posix()
+    return _resolved(Path(path)).as_posix()
 
 
-def iter_files(paths: Iterable[Path], suffixes: Iterable[str] | None = None) -> Iterator[Path]:
+@dataclass
+class FileScan:
+    """What expanding the given paths found: the files to ingest, the folders walked (``--sync``
+    deletes only under these) and the paths that could not be read, with why.
+
+    Nothing under an unreadable path may be deleted by ``--sync``: its files are not gone, they
+    just could not be listed this time.
+    """
+
+    files: list[Path] = field(default_factory=list)
+    folders: list[Path] = field(default_factory=list)
+    unreadable: list[tuple[Path, LoaderError]] = field(default_factory=list)
+
+
+def scan_files(paths: Iterable[Path], suffixes: Iterable[str] | None = None) -> FileScan:
     """Expand files and folders into the files to ingest, in a stable order.
 
-    Paths named directly are yielded whatever their suffix (or even if missing) so the caller
+    Paths named directly are taken whatever their suffix (or even if missing) so the caller
     reports them as failures instead of silently skipping what the user asked for; inside folders
     only supported suffixes are taken and hidden entries (``.git``, ``.DS_Store``) are skipped.
-    Directory symlinks are not followed, which rules out cycles. Each file is yielded once.
+    Directory symlinks are not followed, which rules out cycles. Each file is listed once. A
+    folder that cannot be listed is recorded in ``unreadable``; the walk goes on around it.
     """
     wanted = {s.lower() for s in (SUPPORTED_SUFFIXES if suffixes is None else suffixes)}
+    scan = FileScan()
     seen: set[Path] = set()
     for given in paths:
         given = Path(given)
-        found = _walk(given, wanted) if given.is_dir() else iter([given])
+        if _is_dir(given):
+            scan.folders.append(given)
+            found: Iterable[Path] = _walk(given, wanted, scan.unreadable)
+        else:  # a file, or something the loader will explain (missing, unreadable, a FIFO)
+            found = [given]
         for path in found:
-            key = path.resolve()
+            key = _resolved(path)
             if key not in seen:
                 seen.add(key)
-                yield path
+                scan.files.append(path)
+    return scan
+
+
+def iter_files(paths: Iterable[Path], suffixes: Iterable[str] | None = None) -> Iterator[Path]:
+    """The files of :func:`scan_files`; raises the first folder that could not be listed, so a
+    caller that only wants files never silently misses some."""
+    scan = scan_files(paths, suffixes)
+    if scan.unreadable:
+        raise scan.unreadable[0][1]
+    yield from scan.files
 
 
 # --------------------------------------------------------------------------- shared plumbing
@@ -157,37 +200,79 @@ def _read_bytes(path: Path, size: int, max_bytes: int | None) -> bytes:
 def _file_size(path: Path) -> int:
     """Checked before the suffix, so a folder or a typo gets the message that actually helps."""
     try:
-        if path.is_dir():
-            raise LoaderError(f"{_name(path)}: is a directory, not a file; pass the files inside it.")
-        if not path.exists():
-            raise LoaderError(f"{_name(path)}: file does not exist; check the path.")
-        if not path.is_file():
-            raise LoaderError(f"{_name(path)}: not a regular file (device, socket or pipe); skip it.")
-        return path.stat().st_size
-    except PermissionError as exc:
-        raise _unreadable(path) from exc
+        mode, size = (st := path.stat()).st_mode, st.st_size
+    except OSError as exc:
+        raise _stat_error(path, exc) from exc
+    if stat.S_ISDIR(mode):
+        raise LoaderError(f"{_name(path)}: is a directory, not a file; pass the files inside it.")
+    if not stat.S_ISREG(mode):
+        raise LoaderError(f"{_name(path)}: not a regular file (device, socket or pipe); skip it.")
+    return size
+
+
+def _stat_error(path: Path, exc: OSError) -> LoaderError:
+    """Every way looking a file up can fail, as a message for that file (never an abort)."""
+    if isinstance(exc, PermissionError):
+        return _unreadable(path)
+    if isinstance(exc, FileNotFoundError):
+        if os.path.islink(path):
+            return LoaderError(
+                f"{_name(path)}: broken symbolic link (its target {os.readlink(path)!r} does not "
+                "exist); fix or remove the link."
+            )
+        return LoaderError(f"{_name(path)}: file does not exist; check the path.")
+    if exc.errno == errno.ELOOP:
+        return LoaderError(f"{_name(path)}: symbolic link loop; fix or remove the link.")
+    return LoaderError(f"{_name(path)}: cannot be read ({exc.strerror or exc}); check the path.")
 
 
 def _unreadable(path: Path) -> LoaderError:
     return LoaderError(
-        f"{_name(path)}: permission denied; make it readable (e.g. chmod a+r) "
-        "or run as a user who can read it."
+        f"{_name(path)}: permission denied; make it (and the folders above it) readable "
+        "(e.g. chmod a+r, folders a+rx) or run as a user who can read it."
     )
+
+
+def _unlistable(path: Path, exc: OSError) -> LoaderError:
+    return LoaderError(
+        f"{_name(path)}: cannot list this folder ({exc.strerror or exc}); its files were not "
+        "ingested and their indexed documents are kept (also with --sync). Make it readable "
+        "(e.g. chmod a+rx) or run as a user who can read it."
+    )
+
+
+def _is_dir(path: Path) -> bool:
+    """Path.is_dir() raises on EACCES and ENAMETOOLONG; such a path is left to the loader,
+    which says why it cannot be read."""
+    try:
+        return stat.S_ISDIR(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+def _resolved(path: Path) -> Path:
+    """Path.resolve() raises on a symlink loop; the absolute path still names the file."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
 
 
 def _too_large(path: Path, size: int, max_bytes: int) -> LoaderError:
     return LoaderError(
-        f"{_name(path)}: file is {_mb(size)} ({size} bytes), over the limit of {_mb(max_bytes)} "
-        f"({max_bytes} bytes); raise {SETTING_HINT} to ingest it."
+        f"{_name(path)}: file is {format_mib(size)} ({size} bytes), over the limit of "
+        f"{format_mib(max_bytes)} ({max_bytes} bytes); raise {SETTING_HINT} to ingest it."
     )
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1_000_000:.3g} MB"
+def _walk(root: Path, wanted: set[str], unreadable: list[tuple[Path, LoaderError]]) -> Iterator[Path]:
+    """os.walk drops folders it cannot list unless told; each one is recorded in ``unreadable``."""
 
+    def failed(exc: OSError) -> None:
+        where = Path(exc.filename) if exc.filename else root
+        unreadable.append((where, _unlistable(where, exc)))
 
-def _walk(root: Path, wanted: set[str]) -> Iterator[Path]:
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=failed):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith(".") and Path(name).suffix.lower() in wanted:
@@ -235,13 +320,28 @@ def _decode_with(data: bytes, codec: str, path: Path) -> str:
 
 
 def _reject_binary(data: bytes, path: Path) -> None:
-    sample = data[:SNIFF_BYTES]
-    controls = sum(1 for b in sample if b < 0x20 and b not in _TEXT_CONTROLS) + sample.count(0x7F)
-    if b"\x00" in sample or controls > MAX_CONTROL_SHARE * len(sample):
+    start = _binary_start(data)
+    if start is not None:
         raise LoaderError(
             f"{_name(path)}: looks like a binary file, not text (NUL bytes or many control characters "
-            f"in the first {SNIFF_BYTES // 1024} KB); check the file's type and extension."
+            f"from byte {start} of {len(data)}); check the file's type and extension, or cut the "
+            "binary part off."
         )
+
+
+def _binary_start(data: bytes) -> int | None:
+    """Offset of the first NUL or control byte in the first window of ``SNIFF_BYTES`` that has a
+    NUL or too many control characters; None for text. Counting uses bytes.translate (C speed),
+    so a 50 MiB file costs milliseconds, and clean text (no control bytes at all) one pass."""
+    if len(data.translate(None, _BINARY_CONTROLS)) == len(data):
+        return None
+    for lo in range(0, len(data), SNIFF_BYTES):
+        lo = max(0, min(lo, len(data) - SNIFF_BYTES))  # the last window is full-size too
+        window = data[lo : lo + SNIFF_BYTES]
+        controls = len(window) - len(window.translate(None, _BINARY_CONTROLS))
+        if b"\x00" in window or controls > MAX_CONTROL_SHARE * len(window):
+            return lo + min(i for i in (window.find(bytes([b])) for b in _BINARY_CONTROLS) if i >= 0)
+    return None
 
 
 # --------------------------------------------------------------------------- plain text / markdown
@@ -273,13 +373,24 @@ def _load_pdf(data: bytes, path: Path) -> tuple[str, list[Page]]:
 
 
 def _pdf_page_texts(data: bytes, path: Path) -> list[str]:
-    """Any pypdf failure becomes a LoaderError: broken PDFs raise a zoo of exception types."""
+    """Any pypdf failure becomes a LoaderError: broken PDFs raise a zoo of exception types.
+
+    The two failures that are not the file's fault get their own message: a password the user
+    must supply, and a missing decryption library (AES PDFs need ``cryptography``)."""
     try:
-        reader = PdfReader(io.BytesIO(data))
-        _unlock(reader, path)
-        return [_clean(page.extract_text() or "").strip() for page in reader.pages]
+        with _pypdf_to_debug(path):
+            reader = PdfReader(io.BytesIO(data))
+            _unlock(reader, path)
+            return [_clean(page.extract_text() or "").strip() for page in reader.pages]
     except LoaderError:
         raise
+    except FileNotDecryptedError as exc:
+        raise _password_protected(path) from exc
+    except DependencyError as exc:
+        raise LoaderError(
+            f"{_name(path)}: PDF is encrypted with AES and cannot be decrypted without the "
+            f"'cryptography' package ({exc}); install it (pip install cryptography) and ingest again."
+        ) from exc
     except Exception as exc:
         raise LoaderError(
             f"{_name(path)}: corrupt or unreadable PDF ({type(exc).__name__}: {exc}); "
@@ -288,12 +399,50 @@ def _pdf_page_texts(data: bytes, path: Path) -> list[str]:
 
 
 def _unlock(reader: PdfReader, path: Path) -> None:
-    """Many PDFs are "encrypted" only with an owner password; the empty user password opens them."""
+    """Many PDFs are "encrypted" only with an owner password (permissions-only: any viewer opens
+    them); the empty user password opens them, and they are indexed like any other PDF."""
     if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
-        raise LoaderError(
-            f"{_name(path)}: PDF is encrypted with a password; decrypt it first "
-            "(e.g. qpdf --decrypt --password=PASSWORD in.pdf out.pdf) and ingest the copy."
-        )
+        raise _password_protected(path)
+
+
+def _password_protected(path: Path) -> LoaderError:
+    return LoaderError(
+        f"{_name(path)}: PDF is password-protected (it needs a password to open); decrypt it first "
+        "(e.g. qpdf --decrypt --password=PASSWORD in.pdf out.pdf) and ingest the copy."
+    )
+
+
+class _DebugRelay(logging.Handler):
+    """Re-logs pypdf's records at DEBUG under this module's logger, naming the file."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log.debug("%s: pypdf %s: %s", _name(self.path), record.levelname.lower(), record.getMessage())
+
+
+@contextlib.contextmanager
+def _pypdf_to_debug(path: Path) -> Iterator[None]:
+    """pypdf reports the malformations it works around ("Ignoring wrong pointing object") as
+    warnings on its logger, which with no handler configured Python prints on stderr, over the
+    CLI's progress bar. They are not the user's problem (the text was read), so they go to our
+    log at DEBUG; pypdf's warnings.warn calls likewise."""
+    pypdf_log = logging.getLogger("pypdf")
+    relay = _DebugRelay(path)
+    propagate = pypdf_log.propagate
+    pypdf_log.addHandler(relay)
+    pypdf_log.propagate = False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        for warning in caught:
+            log.debug("%s: pypdf warning: %s", _name(path), warning.message)
+    finally:
+        pypdf_log.removeHandler(relay)
+        pypdf_log.propagate = propagate
 
 
 # --------------------------------------------------------------------------- HTML

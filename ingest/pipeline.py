@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ingest.loaders import default_document_id, file_fingerprint, iter_files, load_document
+from ingest.loaders import FileScan, default_document_id, file_fingerprint, load_document, scan_files
 from rag.config import Settings
 from rag.errors import LoaderError
 from rag.protocols import Embedder
@@ -85,7 +85,9 @@ class IngestSummary:
     chunks_embedded: int = 0  # of those, how many needed the embedder (the rest reused a vector)
     seconds: float = 0.0
     index_version: int | None = None  # the version committed by this run; None if nothing changed
-    errors: list[dict[str, str]] = field(default_factory=list)  # {"path", "error"} per failed file
+    # {"path", "error"} per failed file, and per folder that could not be listed (those count in
+    # `documents` and `failed` too: one entry per path the user has to fix)
+    errors: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,7 +108,8 @@ def ingest(
 
     ``metadata`` maps a file's path (as given, POSIX) or its document id to user metadata; a file
     with no entry keeps the metadata it was indexed with. ``specs`` maps a path to its
-    :class:`FileSpec`. ``sync`` deletes documents under the given folders whose files are gone.
+    :class:`FileSpec`. ``sync`` deletes documents under the given folders whose files are gone
+    (never under a folder that could not be listed: its files are not gone, only unreadable).
     ``loader`` must be a module-level function (it is sent to the parse worker by name).
     """
     from rag.chunking import Chunker
@@ -115,7 +118,9 @@ def ingest(
     progress = progress or NullProgress()
     summary = IngestSummary()
     chunker = Chunker(settings.chunking, embedder.count_tokens, embedder.max_tokens)
-    files = list(iter_files(paths, settings.ingest.extensions))
+    scan = scan_files(paths, settings.ingest.extensions)
+    files = scan.files
+    _record_unreadable(scan, summary)
     specs = specs or {}
     # The parse worker starts only if some file needs parsing: a no-op re-ingest never pays for it.
     with (
@@ -129,11 +134,19 @@ def ingest(
         batcher.flush()
         if sync:
             seen = {_doc_id(f, specs) for f in files}
-            summary.deleted = _delete_missing(writer, paths, seen)
+            summary.deleted = _delete_missing(writer, scan, seen)
         if writer.changed:
             summary.index_version = writer.commit().version
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
+
+
+def _record_unreadable(scan: FileScan, summary: IngestSummary) -> None:
+    """Folders that could not be listed are failures the user must see, like a bad file."""
+    for path, error in scan.unreadable:
+        summary.documents += 1
+        summary.failed += 1
+        summary.errors.append({"path": path.as_posix(), "error": str(error)})
 
 
 def _writer(settings: Settings, embedder: Embedder) -> IndexWriter:
@@ -289,17 +302,26 @@ class _Batcher:
         self.waiting.clear()
 
 
-def _delete_missing(writer: IndexWriter, roots: Iterable[Path], seen: set[str]) -> int:
-    """With --sync, documents under the given folders whose files are gone are deleted."""
-    prefixes = [Path(r).resolve().as_posix().rstrip("/") + "/" for r in roots if Path(r).is_dir()]
+def _delete_missing(writer: IndexWriter, scan: FileScan, seen: set[str]) -> int:
+    """With --sync, documents under the walked folders whose files are gone are deleted; those
+    under a folder that could not be listed are kept (their files may well be there)."""
+    prefixes = _prefixes(scan.folders)
+    kept = _prefixes(path for path, _ in scan.unreadable)
     gone = [
         doc_id
         for doc_id in writer.document_ids()
-        if doc_id not in seen and any(doc_id.startswith(p) for p in prefixes)
+        if doc_id not in seen
+        and any(doc_id.startswith(p) for p in prefixes)
+        and not any(doc_id.startswith(k) for k in kept)
     ]
     for doc_id in gone:
         writer.delete(doc_id)
     return len(gone)
+
+
+def _prefixes(folders: Iterable[Path]) -> list[str]:
+    """Document-id prefixes of the files under ``folders`` (ids are resolved POSIX paths)."""
+    return [default_document_id(f).rstrip("/") + "/" for f in folders]
 
 
 # --------------------------------------------------------------------------- parsing with a limit
@@ -375,7 +397,10 @@ class ParseWorker:
         if task.error is not None:
             raise task.error
         if self.timeout_s <= 0:
-            return self.loader(path, **task.kwargs)
+            kind, value = _run_loader(self.loader, path, task.kwargs)
+            if kind == "ok":
+                return value
+            raise LoaderError(value)
         conn = self._conn
         assert conn is not None
         if not conn.poll(max(0.0, task.deadline - time.monotonic())):
@@ -466,10 +491,15 @@ def _serve(conn: Connection, loader: Loader) -> None:
         if task is None:
             return
         path, kwargs = task
-        try:
-            result: tuple[str, Any] = ("ok", loader(path, **kwargs))
-        except LoaderError as exc:
-            result = ("error", str(exc))
-        except Exception as exc:  # a loader bug: report it against this file, keep serving
-            result = ("error", f"{Path(path).as_posix()}: parser failed ({type(exc).__name__}: {exc})")
-        conn.send(result)
+        conn.send(_run_loader(loader, path, kwargs))
+
+
+def _run_loader(loader: Loader, path: Path, kwargs: dict[str, Any]) -> tuple[str, Any]:
+    """("ok", Document) or ("error", message): in the worker and in-process alike, no exception
+    from one file (a loader bug, an OSError it missed) may abort the batch."""
+    try:
+        return "ok", loader(path, **kwargs)
+    except LoaderError as exc:
+        return "error", str(exc)
+    except Exception as exc:  # a loader bug: report it against this file, keep going
+        return "error", f"{Path(path).as_posix()}: parser failed ({type(exc).__name__}: {exc})"

@@ -77,7 +77,11 @@ def _run(action: Callable[[], T]) -> T:
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders (walked recursively).")],
+    # readable=False: click's own check would abort the whole batch on one unreadable path; the
+    # pipeline reports such a path as a failed file and indexes the rest.
+    paths: Annotated[
+        list[Path], typer.Argument(help="Files or folders (walked recursively).", readable=False)
+    ],
     index: IndexOpt = None,
     config: ConfigOpt = None,
     sync: Annotated[
@@ -289,7 +293,16 @@ def serve(
     from api.app import create_app
 
     settings = _settings(config, index_dir=index, **{"server.host": host, "server.port": port})
-    uvicorn.run(create_app(settings), host=settings.server.host, port=settings.server.port, log_level="info")
+    server = settings.server
+    # After SIGTERM, requests still running after graceful_shutdown_s are cancelled (and their
+    # worker threads told to stop, api/cancel.py) instead of being waited for indefinitely.
+    uvicorn.run(
+        create_app(settings),
+        host=server.host,
+        port=server.port,
+        log_level="info",
+        timeout_graceful_shutdown=server.graceful_shutdown_s,
+    )
 
 
 def _filters(where: list[str] | None, source_prefix: str | None) -> Any:

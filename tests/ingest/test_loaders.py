@@ -78,7 +78,7 @@ def test_pdf_with_empty_page_keeps_its_page_entry(tmp_path: Path) -> None:
 
 def test_encrypted_pdf_with_password_is_rejected(tmp_path: Path) -> None:
     path = _write(tmp_path / "locked.pdf", _encrypted_pdf("secret"))
-    with pytest.raises(LoaderError, match=r"locked\.pdf.*encrypted.*decrypt it first"):
+    with pytest.raises(LoaderError, match=r"locked\.pdf.*password-protected.*decrypt it first"):
         load_document(path)
 
 

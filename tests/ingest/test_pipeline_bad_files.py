@@ -49,7 +49,7 @@ def make_bad_folder(root: Path) -> dict[str, str]:
     (root / "good.md").write_text(GOOD)
     (root / "good.pdf").write_bytes(_pdf("Snapshots are pruned nightly at 03:30."))
     expected = {
-        "encrypted.pdf": "encrypted with a password",
+        "encrypted.pdf": "password-protected",
         "corrupt.pdf": "corrupt or unreadable PDF",
         "scanned.pdf": "no extractable text",
         "empty.txt": "file is empty",
