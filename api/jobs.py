@@ -5,26 +5,37 @@ live one and the server switches to it in one step when the job commits (``Index
 
 Uploaded files are kept under ``<index>/uploads/<sha256>/<name>`` (content-addressed, so a queued
 job's file is never overwritten by a later upload of the same name) and indexed as the document
-``uploads/<name>``: uploading a file of the same name again updates that document. Once a newer
-upload of a name is indexed, the older copies are removed; deleting the document removes its files.
+``uploads/<name>``: uploading a file of the same name again updates that document. A stored copy
+is kept only while something needs it: the copy its document was indexed from, and copies that a
+queued or running job has yet to read. Every other copy is removed when a job ends, when the
+document is deleted, and when the server starts (with any ``.incoming`` leftovers of uploads cut
+off mid-body).
 
-Jobs live in memory (the last ``KEEP_JOBS``); after a restart their ids are unknown. An upload
-whose job never ran (the server stopped first) stays on disk; upload it again to index it.
+Each job is recorded in ``<index>/jobs/<id>.json`` (replaced atomically at every change of
+status), so job ids survive a restart with their outcome; the last ``server.keep_jobs`` finished
+jobs are kept. A job that was queued or running when the server stopped is reported ``failed``
+with ``STOPPED_ERROR`` at the next start and its files are removed: it is not re-run, because the
+client that uploaded may already have given up, and re-running old work unasked at start-up
+would surprise an operator restarting a server.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import queue
+import shutil
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from api.public_ids import UPLOAD_PREFIX
+from ingest.loaders import file_fingerprint
 from ingest.pipeline import FileSpec, ingest
 from rag.config import Settings
 from rag.errors import RagError
@@ -35,8 +46,11 @@ from rag.protocols import Embedder
 
 log = logging.getLogger("rag.api.jobs")
 
-KEEP_JOBS = 200
-UPLOAD_PREFIX = "uploads/"  # document ids (and sources) of uploaded files
+__all__ = ["UPLOAD_PREFIX", "JobManager", "UploadedFile"]
+
+JOBS_DIR = "jobs"  # under the index directory: one <job id>.json per job
+INCOMING = ".incoming"  # under uploads/: request bodies being received
+STOPPED_ERROR = "the server stopped before the job finished; upload again"
 
 
 def upload_doc_id(name: str) -> str:
@@ -47,22 +61,12 @@ def uploads_dir(index_dir: Path) -> Path:
     return Path(index_dir) / layout.UPLOADS
 
 
-def stored_copies(index_dir: Path, name: str) -> list[Path]:
-    """Every stored copy of upload ``name`` (one per distinct content)."""
+def stored_files(index_dir: Path) -> list[Path]:
+    """Every stored upload, ``uploads/<sha256>/<name>`` (``.incoming`` excluded)."""
     root = uploads_dir(index_dir)
     if not root.is_dir():
         return []
-    return [d / name for d in root.iterdir() if not d.name.startswith(".") and (d / name).is_file()]
-
-
-def remove_uploads(index_dir: Path, name: str, keep: Path | None = None) -> None:
-    """Delete stored copies of upload ``name`` (all but ``keep``) and their emptied folders."""
-    for path in stored_copies(index_dir, name):
-        if keep is not None and path == keep:
-            continue
-        path.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):  # not empty: same content uploaded under another name
-            path.parent.rmdir()
+    return [f for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") for f in d.iterdir()]
 
 
 @dataclass
@@ -89,7 +93,7 @@ class UploadedFile:
 class Job:
     id: str
     files: list[UploadedFile]
-    metadata: dict[str, dict[str, Any]]  # by file name
+    metadata: dict[str, dict[str, Any]]  # by file name; not recorded on disk (jobs are not re-run)
     kind: str = "ingest"
     status: str = "queued"  # queued -> running -> succeeded | failed
     created_at: str = field(default_factory=utc_now)
@@ -121,6 +125,51 @@ class Job:
             "error": self.error,
         }
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any], index_dir: Path) -> Job:
+        """A job as ``public()`` wrote it; each file's path follows from its hash and name."""
+        files = [
+            UploadedFile(f["name"], uploads_dir(index_dir) / f["sha256"] / f["name"], f["bytes"], f["sha256"])
+            for f in record["files"]
+        ]
+        fields = {k: v for k, v in record.items() if k not in ("files", "progress")}
+        return cls(files=files, metadata={}, progress=record.get("progress") or {}, **fields)
+
+
+class JobStore:
+    """Job records in ``<index>/jobs/<id>.json``, each replaced atomically (tmp, fsync, rename)."""
+
+    def __init__(self, index_dir: Path) -> None:
+        self.index_dir = Path(index_dir)
+        self.dir = self.index_dir / JOBS_DIR
+        self._lock = threading.Lock()  # write_atomic's temp name is per process, not per thread
+
+    def save(self, job: Job) -> None:
+        with self._lock:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            layout.write_atomic(self.dir / f"{job.id}.json", json.dumps(job.public()))
+
+    def remove(self, job_id: str) -> None:
+        with self._lock:
+            (self.dir / f"{job_id}.json").unlink(missing_ok=True)
+
+    def load(self) -> list[Job]:
+        """Every recorded job, oldest first; unreadable records (and temp files a crash left
+        behind) are removed with a warning."""
+        if not self.dir.is_dir():
+            return []
+        jobs: list[Job] = []
+        for path in self.dir.iterdir():
+            if path.suffix != ".json":
+                path.unlink(missing_ok=True)
+                continue
+            try:
+                jobs.append(Job.from_record(json.loads(path.read_text(encoding="utf-8")), self.index_dir))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("removing unreadable job record %s (%s)", path, exc)
+                path.unlink(missing_ok=True)
+        return sorted(jobs, key=lambda j: j.created_at)
+
 
 class _JobProgress:
     """The ingest pipeline's ProgressSink, recorded on the job for GET /v1/jobs/{id}."""
@@ -151,21 +200,23 @@ class JobManager:
         self.handle = handle
         self._make_embedder = make_embedder
         self._embedder: Embedder | None = None
+        self._store = JobStore(settings.index_dir)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
+        # Held while an upload moves files into uploads/ and submits them, and while stored files
+        # are tidied: otherwise a tidy could remove a file between its arrival and its job.
+        self.files_lock = threading.RLock()
         self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._recover()
         self._thread = threading.Thread(target=self._run, name="ingest-jobs", daemon=True)
         self._thread.start()
 
     def submit(self, files: list[UploadedFile], metadata: dict[str, dict[str, Any]]) -> Job:
         job = Job(id=uuid.uuid4().hex, files=files, metadata=metadata)
+        self._store.save(job)
         with self._lock:
             self._jobs[job.id] = job
-            while len(self._jobs) > KEEP_JOBS:
-                oldest = next(iter(self._jobs))
-                if not self._jobs[oldest].finished:
-                    break
-                del self._jobs[oldest]
+        self._forget_old()
         self._queue.put(job)
         return job
 
@@ -177,15 +228,67 @@ class JobManager:
         with self._lock:
             return list(reversed(self._jobs.values()))
 
-    def pending_names(self, exclude: str | None = None) -> set[str]:
-        """Upload names that a queued or running job (other than ``exclude``) has yet to read."""
+    def pending_paths(self) -> set[Path]:
+        """Stored files that a queued or running job has yet to read (or is reading)."""
         with self._lock:
-            jobs = [j for j in self._jobs.values() if not j.finished and j.id != exclude]
-        return {f.name for job in jobs for f in job.files}
+            return {f.path for job in self._jobs.values() if not job.finished for f in job.files}
+
+    def tidy_uploads(self, names: Iterable[str] | None = None) -> None:
+        """Remove the stored uploads that nothing needs (of ``names``, or all of them).
+
+        Kept: the copy each indexed upload was built from (found by its raw-bytes fingerprint;
+        if none matches, e.g. after a parser upgrade, the newest copy) and every copy a queued or
+        running job has yet to read. Everything else goes, with its emptied folder.
+        """
+        wanted = None if names is None else set(names)
+        with self.files_lock:
+            pending = self.pending_paths()
+            indexed = self._indexed_fingerprints()
+            by_name: dict[str, list[Path]] = {}
+            for path in stored_files(self.settings.index_dir):
+                if wanted is None or path.name in wanted:
+                    by_name.setdefault(path.name, []).append(path)
+            for name, copies in by_name.items():
+                doc_id = upload_doc_id(name)
+                keep = pending | (_indexed_copy(copies, indexed[doc_id]) if doc_id in indexed else set())
+                for path in copies:
+                    if path not in keep:
+                        _remove_stored(path)
 
     def close(self, timeout_s: float = 5.0) -> None:
         self._queue.put(None)
         self._thread.join(timeout_s)
+
+    # -- start-up ------------------------------------------------------------------------------
+    def _recover(self) -> None:
+        """Load the recorded jobs, fail the ones the last server left unfinished, and remove
+        the stored files no document or job refers to."""
+        for job in self._store.load():
+            if not job.finished:
+                job.status, job.error, job.stage = "failed", STOPPED_ERROR, None
+                job.finished_at = utc_now()
+                self._store.save(job)
+            self._jobs[job.id] = job
+        self._forget_old()
+        shutil.rmtree(uploads_dir(self.settings.index_dir) / INCOMING, ignore_errors=True)
+        self.tidy_uploads()
+
+    def _forget_old(self) -> None:
+        """Keep the newest ``server.keep_jobs`` finished jobs (unfinished ones always stay)."""
+        keep = self.settings.server.keep_jobs
+        with self._lock:
+            finished = [j.id for j in self._jobs.values() if j.finished]
+            old = finished[: max(0, len(finished) - keep)]
+            for job_id in old:
+                del self._jobs[job_id]
+        for job_id in old:
+            self._store.remove(job_id)
+
+    def _indexed_fingerprints(self) -> dict[str, str | None]:
+        try:
+            return self.handle.get().file_hashes(UPLOAD_PREFIX)
+        except RagError:  # no index yet (or an unreadable one): nothing is indexed
+            return {}
 
     # -- the worker thread -------------------------------------------------------------------
     def _run(self) -> None:
@@ -194,6 +297,7 @@ class JobManager:
             if job is None:
                 return
             job.status, job.started_at = "running", utc_now()
+            self._store.save(job)
             try:
                 self._execute(job)
             except RagError as exc:  # the index is locked, built with another model, ...
@@ -206,6 +310,15 @@ class JobManager:
                 job.finished_at = utc_now()
                 job.stage = None
                 self.handle.refresh()
+                self._store.save(job)
+                self._tidy_after(job)
+                self._forget_old()
+
+    def _tidy_after(self, job: Job) -> None:
+        try:
+            self.tidy_uploads(f.name for f in job.files)
+        except OSError:
+            log.exception("tidying the uploads of job %s failed", job.id)
 
     def _execute(self, job: Job) -> None:
         if self._embedder is None:
@@ -221,28 +334,19 @@ class JobManager:
         )
         job.summary = {k: v for k, v in summary.to_dict().items() if k != "errors"}
         job.errors = summary.errors
-        self.handle.refresh()
-        self._tidy_uploads(job, failed={e["path"] for e in summary.errors})
         if summary.documents and summary.failed == summary.documents:
             job.status, job.error = "failed", "no file could be indexed; see errors"
         else:
             job.status = "succeeded"
 
-    def _tidy_uploads(self, job: Job, failed: set[str]) -> None:
-        """Keep one stored copy per indexed upload: the one its document was built from."""
-        busy = self.pending_names(exclude=job.id)
-        for f in job.files:
-            if f.name in busy:
-                continue
-            if f.document_id not in failed:
-                remove_uploads(self.settings.index_dir, f.name, keep=f.path)
-                continue
-            others = [p for p in stored_copies(self.settings.index_dir, f.name) if p != f.path]
-            if others or self._indexed(f.document_id) is None:
-                remove_uploads(self.settings.index_dir, f.name, keep=others[0] if others else None)
 
-    def _indexed(self, doc_id: str) -> dict[str, Any] | None:
-        try:
-            return self.handle.get().document(doc_id)
-        except RagError:
-            return None
+def _indexed_copy(copies: list[Path], fingerprint: str | None) -> set[Path]:
+    """Of an indexed upload's stored copies, the one its document was built from."""
+    matching = {p for p in copies if fingerprint is not None and file_fingerprint(p) == fingerprint}
+    return matching or {max(copies, key=lambda p: p.stat().st_mtime)}
+
+
+def _remove_stored(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty: the same content uploaded under another name
+        path.parent.rmdir()

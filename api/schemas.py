@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from api.public_ids import public_id
 from rag.index.filters import SearchFilter
 from rag.pipeline import Answer
 from rag.types import ScoredChunk
@@ -82,7 +83,7 @@ class ChunkOut(BaseModel):
         return cls(
             rank=rank,
             chunk_id=c.id or 0,
-            document_id=c.document_id,
+            document_id=public_id(c.document_id),
             source=c.source,
             page=c.page,
             start=c.start,
@@ -125,7 +126,7 @@ class QueryResponse(BaseModel):
             Citation(
                 n=c.n,
                 chunk_id=c.hit.chunk.id or 0,
-                document_id=c.hit.chunk.document_id,
+                document_id=public_id(c.hit.chunk.document_id),
                 source=c.hit.chunk.source,
                 page=c.hit.chunk.page,
                 start=c.hit.chunk.start,
@@ -186,8 +187,14 @@ class IndexDetails(BaseModel):
 
 
 class DocumentOut(BaseModel):
-    id: str = Field(description="Stable id: normalised absolute path, or `uploads/<name>` for uploads.")
-    source: str = Field(description="What citations show: the path as ingested, or `uploads/<name>`.")
+    id: str = Field(
+        description="Stable public id: `uploads/<name>` for uploads, `doc_` + 16 hex digits for files "
+        "ingested from the server's disk (their stored id is a path, never shown over HTTP)."
+    )
+    source: str = Field(
+        description="What citations show: the path as given to `rag ingest` (relative when it was "
+        "given relative), or `uploads/<name>`."
+    )
     chunks: int
     hash: str = Field(description="SHA-256 of the extracted text; unchanged text is not re-indexed.")
     indexed_at: str
@@ -206,7 +213,7 @@ class DocumentDeleted(BaseModel):
 
 
 class UploadedFile(BaseModel):
-    name: str = Field(description="The file name as stored (directories and leading dots removed).")
+    name: str = Field(description="The file name as sent: a plain base name (others are refused).")
     document_id: str = Field(description="`uploads/<name>`: uploading the same name again updates it.")
     bytes: int
     sha256: str

@@ -2,8 +2,9 @@
 
 Uploads are streamed to disk as they arrive (never held in memory) and the body is counted while
 it streams, so a client that sends more than ``server.max_upload_mb`` gets 413 as soon as the
-limit is passed, Content-Length or not. Document ids contain ``/``; send them as they are
-(``/v1/documents/uploads/notes.md``) or percent-encoded (``/v1/documents/%2Fsrv%2Fdocs%2Fa.md``).
+limit is passed, Content-Length or not. Documents are named by their public id
+(``api.public_ids``): ``uploads/<name>`` for uploads, sent as it is or percent-encoded, and an
+opaque ``doc_<16 hex>`` for files ingested from the server's disk, whose stored id is a path.
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Admin, Jobs, State
-from api.jobs import UPLOAD_PREFIX, UploadedFile, remove_uploads, uploads_dir
+from api.jobs import INCOMING, UploadedFile, uploads_dir
+from api.public_ids import UPLOAD_PREFIX, public_id, stored_id
 from api.schemas import DocumentDeleted, DocumentList, DocumentOut, ErrorBody, JobAccepted
 from rag.errors import IndexNotFoundError
 from rag.index.reader import IndexReader
 from rag.index.writer import IndexWriter
+from rag.metadata import MetadataError, MetadataLimits, check_metadata
+from rag.units import format_mib, mib_to_bytes
 
 router = APIRouter(tags=["documents"])
 
@@ -53,6 +57,7 @@ WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
     dependencies=[Admin],
     responses={
         **WRITE_RESPONSES,
+        400: {"model": ErrorBody, "description": "The multipart body is malformed."},
         413: {"model": ErrorBody, "description": "The upload is over server.max_upload_mb."},
         422: {"model": ErrorBody, "description": "No files, bad file names or bad metadata."},
     },
@@ -85,12 +90,12 @@ async def upload_documents(request: Request, response: Response, state: State, j
     becomes the document `uploads/<name>`: uploading the same name again updates it. The files
     are indexed by a background job; poll `status_url` for progress and per-file errors.
     Queries keep being answered from the current index until the job commits."""
-    limit = int(state.settings.server.max_upload_mb * 1024 * 1024)
+    limit = mib_to_bytes(state.settings.server.max_upload_mb)
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
         raise HTTPException(413, _too_large(int(length), limit), headers=CLOSE)
     boundary = _boundary(request.headers.get("content-type", ""))
-    incoming = uploads_dir(state.settings.index_dir) / ".incoming" / uuid.uuid4().hex
+    incoming = uploads_dir(state.settings.index_dir) / INCOMING / uuid.uuid4().hex
     incoming.mkdir(parents=True)
     receiver = _MultipartReceiver(boundary, incoming, limit)
     try:
@@ -102,8 +107,11 @@ async def upload_documents(request: Request, response: Response, state: State, j
             raise
         receiver.finish()
         parts = _checked(receiver.files)
-        metadata = _metadata(receiver.fields.get("metadata"), [p.filename or "" for p in parts])
-        files = [_store(part, state.settings.index_dir) for part in parts]
+        limits = MetadataLimits.from_settings(state.settings.server)
+        metadata = _metadata(receiver.fields.get("metadata"), [p.filename or "" for p in parts], limits)
+        with jobs.files_lock:  # no tidy between a file's arrival and its job's submission
+            files = [_store(part, state.settings.index_dir) for part in parts]
+            job = jobs.submit(files, metadata)
     except _TooLarge as exc:
         raise HTTPException(413, _too_large(exc.seen, limit, streamed=True), headers=CLOSE) from None
     except FormParserError as exc:
@@ -111,7 +119,6 @@ async def upload_documents(request: Request, response: Response, state: State, j
     finally:
         receiver.close()
         shutil.rmtree(incoming, ignore_errors=True)
-    job = jobs.submit(files, metadata)
     status_url = str(request.url_for("get_job", job_id=job.id).path)
     response.headers["Location"] = status_url
     return JobAccepted(
@@ -123,7 +130,8 @@ async def upload_documents(request: Request, response: Response, state: State, j
 def list_documents(
     state: State,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    # SQLite's OFFSET is a signed 64-bit integer; a larger value is a 422, not an overflow (500).
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
 ) -> DocumentList:
     try:
         reader = state.pipeline.retriever.index.get()
@@ -133,7 +141,7 @@ def list_documents(
     return DocumentList(
         index_version=reader.version,
         total=reader.manifest.documents,
-        documents=[DocumentOut(**d) for d in docs],
+        documents=[_out(d) for d in docs],
     )
 
 
@@ -144,10 +152,13 @@ def list_documents(
     summary="One document: source, chunks, hash, metadata",
 )
 def get_document(doc_id: str, state: State) -> DocumentOut:
-    doc = state.pipeline.retriever.index.get().document(doc_id)
+    """`doc_id` is the public id that listings, hits and citations show."""
+    reader = state.pipeline.retriever.index.get()
+    stored = stored_id(reader, doc_id)
+    doc = reader.document(stored) if stored is not None else None
     if doc is None:
         raise HTTPException(404, _not_found(doc_id))
-    return DocumentOut(**doc)
+    return _out(doc)
 
 
 @router.delete(
@@ -162,21 +173,28 @@ def get_document(doc_id: str, state: State) -> DocumentOut:
     summary="Remove a document and all its chunks",
 )
 def delete_document(doc_id: str, state: State, jobs: Jobs) -> DocumentDeleted:
-    """Commits a new index version without the document; queries switch to it at once."""
+    """Commits a new index version without the document; queries switch to it at once. `doc_id`
+    is the public id; an uploaded document's stored file is removed too."""
     root = state.settings.index_dir
     IndexReader.open(root).close()  # a clear 503 when there is no index at all
+    stored = stored_id(state.pipeline.retriever.index.get(), doc_id)
+    if stored is None:
+        raise HTTPException(404, _not_found(doc_id))
     with IndexWriter.for_existing(root, lock_timeout_s=DELETE_LOCK_WAIT_S) as writer:
-        if not writer.delete(doc_id):
+        if not writer.delete(stored):
             raise HTTPException(404, _not_found(doc_id))
         version = writer.commit().version
     state.pipeline.retriever.index.refresh()
-    name = doc_id.removeprefix(UPLOAD_PREFIX)
-    if doc_id.startswith(UPLOAD_PREFIX) and name not in jobs.pending_names():
-        remove_uploads(root, name)
-    return DocumentDeleted(deleted=doc_id, index_version=version)
+    if stored.startswith(UPLOAD_PREFIX):
+        jobs.tidy_uploads([stored.removeprefix(UPLOAD_PREFIX)])
+    return DocumentDeleted(deleted=public_id(stored), index_version=version)
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _out(doc: dict[str, Any]) -> DocumentOut:
+    return DocumentOut(**{**doc, "id": public_id(doc["id"])})
 
 
 def _not_found(doc_id: str) -> str:
@@ -184,7 +202,7 @@ def _not_found(doc_id: str) -> str:
 
 
 def _too_large(size: int, limit: int, streamed: bool = False) -> str:
-    mb, limit_mb = f"{size / 1_048_576:.3g} MB", f"{limit / 1_048_576:.3g} MB"
+    mb, limit_mb = format_mib(size), format_mib(limit)
     what = (
         f"over the limit of {limit_mb} (stopped reading at {mb})"
         if streamed
@@ -298,7 +316,9 @@ class _MultipartReceiver:
         else:
             part.data.extend(piece)
             if len(part.data) > MAX_FIELD_BYTES:
-                raise HTTPException(413, f"form field {part.field!r} is over {MAX_FIELD_BYTES} bytes")
+                raise HTTPException(
+                    413, f"form field {part.field!r} is over {format_mib(MAX_FIELD_BYTES)}; send less"
+                )
 
     def _part_end(self) -> None:
         part = self._part
@@ -309,12 +329,29 @@ class _MultipartReceiver:
             self.fields[part.field] = part.data.decode("utf-8", "replace")
 
 
-def _safe_name(raw: str) -> str:
+def _reduced_name(raw: str) -> str:
     """The last path component, printable, without leading dots: never escapes uploads/."""
     name = raw.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if ch.isprintable()).strip().lstrip(".")
+    return "".join(ch for ch in name if ch.isprintable()).strip().lstrip(".")
+
+
+def _safe_name(raw: str) -> str:
+    """``raw`` itself when it is a plain base name, else 422.
+
+    The name is the document id, so a name that would have to be changed to be safe is refused
+    rather than changed: "a/notes.md", "b/notes.md" and ".notes.md" would otherwise all become
+    the one document uploads/notes.md and silently replace each other.
+    """
+    name = _reduced_name(raw)
     if not name:
         raise HTTPException(422, f"file name {raw!r} is empty once directories are removed; name the file")
+    if name != raw:
+        raise HTTPException(
+            422,
+            f"file name {raw!r} would be stored as {name!r}; send a plain file name without "
+            "directories, leading dots, surrounding spaces or control characters (rename it to "
+            f"{name!r} if that is the document you mean)",
+        )
     if len(name.encode()) > MAX_NAME_BYTES:
         raise HTTPException(422, f"file name {name[:40]!r}... is over {MAX_NAME_BYTES} bytes; shorten it")
     return name
@@ -345,8 +382,9 @@ def _store(part: _Part, index_dir: Path) -> UploadedFile:
     return UploadedFile(name=part.filename, path=final, bytes=part.size, sha256=digest)
 
 
-def _metadata(raw: str | None, names: list[str]) -> dict[str, dict[str, Any]]:
-    """The `metadata` field: a JSON object keyed by file name, each value a JSON object."""
+def _metadata(raw: str | None, names: list[str], limits: MetadataLimits) -> dict[str, dict[str, Any]]:
+    """The `metadata` field: a JSON object keyed by file name, each value a JSON object within
+    ``limits`` (rag.metadata), so nothing stored can break a later read."""
     if raw is None or not raw.strip():
         return {}
     example = '{"' + (names[0] if names else "report.pdf") + '": {"team": "ops"}}'
@@ -354,6 +392,12 @@ def _metadata(raw: str | None, names: list[str]) -> dict[str, dict[str, Any]]:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise HTTPException(422, f"metadata is not valid JSON ({exc}); send e.g. {example}") from None
+    except RecursionError:  # tens of thousands of levels: deeper than the parser can follow
+        raise HTTPException(
+            422,
+            f"metadata is nested too deeply to parse; the limit is {limits.max_depth} levels per "
+            "file (server.max_metadata_depth, env RAG_SERVER__MAX_METADATA_DEPTH)",
+        ) from None
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise HTTPException(422, f"metadata must be a JSON object keyed by file name, e.g. {example}")
     unknown = sorted(set(value) - set(names))
@@ -361,4 +405,9 @@ def _metadata(raw: str | None, names: list[str]) -> dict[str, dict[str, Any]]:
         raise HTTPException(
             422, f"metadata names files that were not uploaded: {unknown}; uploaded: {sorted(names)}"
         )
+    try:
+        for name, meta in value.items():
+            check_metadata(meta, limits, owner=name)
+    except MetadataError as exc:
+        raise HTTPException(422, str(exc)) from None
     return value

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
-from api.deps import Jobs
-from api.jobs import KEEP_JOBS
+from api.deps import Jobs, State
 from api.schemas import ErrorBody, JobOut
 
 router = APIRouter(tags=["documents"])
@@ -17,16 +16,19 @@ router = APIRouter(tags=["documents"])
     responses={404: {"model": ErrorBody}},
     summary="Progress and result of an upload job",
 )
-def get_job(job_id: str, jobs: Jobs) -> JobOut:
+def get_job(job_id: str, jobs: Jobs, state: State) -> JobOut:
     """`status` goes queued → running → succeeded or failed. While running, `stage` and
     `progress` say how far parse, embed and write have got; when finished, `summary` has the
     counts and `errors` one entry per file that could not be indexed (with the reason). A job
-    whose files all failed is `failed`; one with some failures `succeeded` with `errors`."""
+    whose files all failed is `failed`; one with some failures `succeeded` with `errors`. Jobs
+    survive a restart; one that was unfinished when the server stopped is `failed`."""
     job = jobs.get(job_id)
     if job is None:
+        keep = state.settings.server.keep_jobs
         raise HTTPException(
             404,
-            f"no job {job_id!r}; jobs are kept in memory for the server's lifetime (the last {KEEP_JOBS})",
+            f"no job {job_id!r}; the server keeps the last {keep} finished jobs (server.keep_jobs, "
+            "env RAG_SERVER__KEEP_JOBS); GET /v1/jobs lists them",
         )
     return JobOut(**job.public())
 

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from rag.config import Settings, load_settings
 from rag.index.reader import IndexReader
+from rag.index.writer import IndexWriter
 from tests.serving import wait_for_job
 
 KEY = "test-admin-key-0123456789"
@@ -75,7 +76,7 @@ def test_a_missing_or_wrong_key_gets_401(client: TestClient, headers: dict) -> N
 def test_an_upload_over_the_limit_gets_413_from_its_content_length(client: TestClient) -> None:
     r = client.post("/v1/documents", headers=AUTH, files=[("files", ("big.txt", b"x" * 1_100_000))])
     assert r.status_code == 413
-    assert "upload is 1.05 MB, over the limit of 1 MB" in r.json()["error"]
+    assert "upload is 1.05 MiB, over the limit of 1 MiB" in r.json()["error"]
     assert "RAG_SERVER__MAX_UPLOAD_MB" in r.json()["error"]
 
 
@@ -96,7 +97,7 @@ def test_an_upload_without_content_length_is_counted_while_it_streams(
         headers=AUTH | {"Content-Type": f"multipart/form-data; boundary={boundary}"},
         content=body(),
     )
-    assert r.status_code == 413 and "over the limit of 1 MB (stopped reading at" in r.json()["error"]
+    assert r.status_code == 413 and "over the limit of 1 MiB (stopped reading at" in r.json()["error"]
     incoming = client.app.state.rag.settings.index_dir / "uploads" / ".incoming"
     assert not any(incoming.iterdir())  # the partial file was removed
     assert not list(incoming.parent.glob("*/big.txt"))
@@ -108,7 +109,7 @@ def test_an_upload_without_content_length_is_counted_while_it_streams(
         (None, None, b'{"not": "multipart"}', "expected a multipart/form-data body"),
         (None, {"metadata": "{}"}, None, "no files in the upload"),
         (
-            [("files", ("a.md", RELAY)), ("files", ("dir/a.md", RELAY))],
+            [("files", ("a.md", RELAY)), ("files", ("a.md", RELAY))],
             None,
             None,
             "two files are named 'a.md'",
@@ -209,6 +210,114 @@ def test_uploading_a_name_again_updates_that_document(client: TestClient) -> Non
 
 def test_unknown_jobs_and_the_job_list(client: TestClient) -> None:
     r = client.get("/v1/jobs/does-not-exist")
-    assert r.status_code == 404 and "kept in memory" in r.json()["error"]
+    assert r.status_code == 404 and "server.keep_jobs" in r.json()["error"]
     jobs = client.get("/v1/jobs").json()
     assert jobs and all(j["status"] in ("succeeded", "failed") for j in jobs)
+
+
+def _nested(levels: int) -> str:
+    """JSON of an object ``levels`` deep, written out (json.dumps recurses per level)."""
+    return '{"n": ' * (levels - 1) + '{"leaf": 1}' + "}" * (levels - 1)
+
+
+@pytest.mark.parametrize(
+    ("meta", "phrase"),
+    [
+        (_nested(500), "'deep.md' is nested more than 8 levels deep"),
+        (_nested(1000), "nested too deeply to parse; the limit is 8 levels"),
+        ('{"tags": [[[[[[[[["x"]]]]]]]]]}', "'deep.md' is nested more than 8 levels"),  # lists count
+        (json.dumps({f"k{i}": i for i in range(65)}), "'deep.md' has 65 keys, over the limit of 64"),
+        (json.dumps({"note": "x" * 17000}), "over the limit of 16384 bytes"),
+    ],
+)
+def test_metadata_over_a_bound_is_refused_and_reads_keep_working(
+    client: TestClient, meta: str, phrase: str
+) -> None:
+    """Regression: 500-level metadata used to be accepted, then every listing, GET of the
+    document and search that returned it answered 500 (1,000 levels: the upload itself 500ed)."""
+    r = client.post(
+        "/v1/documents",
+        headers=AUTH,
+        files=[("files", ("deep.md", RELAY))],
+        data={"metadata": '{"deep.md": ' + meta + "}"},
+    )
+    assert r.status_code == 422, r.text
+    assert phrase in r.json()["error"]
+    assert "RAG_SERVER__MAX_METADATA_" in r.json()["error"]
+    assert client.get("/v1/documents").status_code == 200
+    assert client.get("/v1/documents/uploads/deep.md").status_code == 404
+
+
+def test_metadata_too_deep_to_parse_is_a_422(client: TestClient) -> None:
+    raw = '{"deep.md": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    r = client.post(
+        "/v1/documents", headers=AUTH, files=[("files", ("deep.md", RELAY))], data={"metadata": raw}
+    )
+    assert r.status_code == 422 and "nested too deeply to parse" in r.json()["error"]
+
+
+def test_metadata_at_the_bounds_is_stored_and_returned(client: TestClient) -> None:
+    meta = json.loads(_nested(8)) | {f"k{i}": i for i in range(55)}  # 8 levels, 8 + 55 = 63 keys
+    job = _upload(client, {"bounded.md": b"Bounded metadata is fine to keep."}, metadata={"bounded.md": meta})
+    assert job["status"] == "succeeded", job
+    assert client.get("/v1/documents/uploads/bounded.md").json()["metadata"] == meta
+    assert client.delete("/v1/documents/uploads/bounded.md", headers=AUTH).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("raw", "becomes"),
+    [
+        ("a/memo.md", "memo.md"),
+        ("b\\\\memo.md", "memo.md"),
+        (".memo.md", "memo.md"),
+        ("/etc/memo.md", "memo.md"),
+        ("../../memo.md", "memo.md"),
+        (" memo.md", "memo.md"),
+    ],
+)
+def test_a_name_that_would_be_changed_is_refused(client: TestClient, raw: str, becomes: str) -> None:
+    """Regression: "a/notes.md", "b/notes.md" and ".notes.md" were all reduced to the one
+    document uploads/notes.md and silently replaced each other."""
+    r = client.post("/v1/documents", headers=AUTH, files=[("files", (raw, RELAY))])
+    assert r.status_code == 422, r.text
+    assert f"file name {raw!r} would be stored as {becomes!r}" in r.json()["error"]
+    assert not list((client.app.state.rag.settings.index_dir / "uploads").glob(f"*/{becomes}"))
+
+
+@pytest.mark.parametrize("raw", ["me\tmo.md", "memo.md\x00.txt", "\x1bmemo.md"])
+def test_control_characters_in_a_name_are_refused(client: TestClient, raw: str) -> None:
+    boundary = "ctlboundary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{raw}"\r\n\r\n'
+        f"{RELAY.decode()}\r\n--{boundary}--\r\n"
+    ).encode()
+    headers = AUTH | {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    r = client.post("/v1/documents", headers=headers, content=body)
+    assert r.status_code == 422, r.text
+    assert f"file name {raw!r} would be stored as" in r.json()["error"]
+
+
+@pytest.mark.parametrize("raw", ["..", ".", "a/", "/"])
+def test_names_with_nothing_left_are_refused(client: TestClient, raw: str) -> None:
+    r = client.post("/v1/documents", headers=AUTH, files=[("files", (raw, RELAY))])
+    assert r.status_code == 422 and "empty once directories are removed" in r.json()["error"]
+
+
+def test_two_failed_uploads_of_one_name_leave_no_copy(tmp_path: Path) -> None:
+    """Regression: job A fails while job B (same name, other bytes) waits, so A's copy is left;
+    then B fails and kept A's copy, which no document or job refers to.
+
+    The index's writer lock is held while both are submitted, so both are queued at once."""
+    settings = _settings(tmp_path / "index", **{"server.admin_api_key": KEY})
+    with TestClient(create_app(settings)) as c:
+        assert _upload(c, {"seed.md": RELAY})["status"] == "succeeded"
+        with IndexWriter.for_existing(settings.index_dir):
+            ids = []
+            for body in (b"%PDF-1.4 broken one", b"%PDF-1.4 broken two"):
+                r = c.post("/v1/documents", headers=AUTH, files=[("files", ("x.pdf", body))])
+                assert r.status_code == 202, r.text
+                ids.append(r.json()["job_id"])
+        jobs = [wait_for_job(c, i) for i in ids]
+        assert [j["status"] for j in jobs] == ["failed", "failed"], jobs
+        assert not list((settings.index_dir / "uploads").glob("*/x.pdf"))
+        assert [p.name for p in (settings.index_dir / "uploads").glob("*/*")] == ["seed.md"]

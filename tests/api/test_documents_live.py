@@ -164,7 +164,7 @@ def test_an_endless_upload_is_cut_off_at_the_limit(server: tuple[httpx.Client, P
     headers = AUTH | {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     try:
         r = client.post("/v1/documents", headers=headers, content=body())
-        assert r.status_code == 413 and "over the limit of 5 MB" in r.json()["error"]
+        assert r.status_code == 413 and "over the limit of 5 MiB" in r.json()["error"]
     except httpx.TransportError:
         pass  # the server answered 413 and closed while we were still sending: also fine
     assert sent < 100 * 2**20, f"the server read {sent} bytes of a 200 MB upload with a 5 MB limit"
