@@ -75,7 +75,7 @@ class FileSpec:
 
 @dataclass
 class IngestSummary:
-    documents: int = 0  # files seen
+    documents: int = 0  # files seen, plus folders that could not be listed (see errors)
     added: int = 0
     updated: int = 0
     unchanged: int = 0
