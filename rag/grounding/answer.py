@@ -4,6 +4,12 @@ The default generator answers well when the passage is there, but rarely cites a
 refuse reliably (REFERENCE.md), so neither is left to it: every sentence is checked against the
 retrieved chunks, citations come from the evidence found, and an answer whose content is not
 mostly supported is replaced by a refusal.
+
+Citations. A supported sentence cites the chunk holding its evidence (the judge's
+``context_index``). A marker the model wrote, ``[n]``, is a claim that chunk n supports the
+sentence, and a wrong one lends that chunk false authority; so it is kept only when the sentence,
+judged against chunk n alone, is supported. Markers on unsupported sentences, and markers that
+point to no retrieved chunk, are dropped.
 """
 
 from __future__ import annotations
@@ -82,15 +88,53 @@ def ground_answer(
 def _verdicts(text: str, contexts: Sequence[str], judge: SupportJudge) -> list[SentenceVerdict]:
     sentences = split_sentences(text)
     plain = [strip_markers(s).strip() for s in sentences]
-    many = getattr(judge, "judge_many", None)
-    supports = many(plain, contexts) if many else [judge.judge(p, contexts) for p in plain]
+    supports = _judge_many(judge, plain, contexts)
+    backed = _backed_markers(sentences, plain, supports, contexts, judge)
     verdicts = []
-    for sentence, clean, support in zip(sentences, plain, supports, strict=True):
-        cited = {n for n in markers(sentence) if 1 <= n <= len(contexts)}
-        if support.supported and support.context_index is not None:
-            cited.add(support.context_index + 1)
+    for sentence, clean, support, cited in zip(sentences, plain, supports, backed, strict=True):
+        evidence = _evidence_marker(support)
+        if evidence is not None:
+            cited.add(evidence)
         verdicts.append(SentenceVerdict(sentence, clean, support, sorted(cited), len(terms(clean).content)))
     return verdicts
+
+
+def _judge_many(judge: SupportJudge, statements: Sequence[str], contexts: Sequence[str]) -> list[Support]:
+    many = getattr(judge, "judge_many", None)
+    return list(many(statements, contexts)) if many else [judge.judge(s, contexts) for s in statements]
+
+
+def _evidence_marker(support: Support) -> int | None:
+    """The 1-based marker of the chunk holding a supported sentence's evidence."""
+    if support.supported and support.context_index is not None:
+        return support.context_index + 1
+    return None
+
+
+def _backed_markers(
+    sentences: Sequence[str],
+    plain: Sequence[str],
+    supports: Sequence[Support],
+    contexts: Sequence[str],
+    judge: SupportJudge,
+) -> list[set[int]]:
+    """Per sentence, the model-written markers whose chunk alone supports it (module docstring).
+    Sentences citing the same chunk are judged against it in one call."""
+    claims: dict[int, list[int]] = {}  # chunk marker -> sentences that claim it
+    for i, (sentence, support) in enumerate(zip(sentences, supports, strict=True)):
+        if not support.supported:
+            continue
+        evidence = _evidence_marker(support)
+        for n in set(markers(sentence)):
+            if 1 <= n <= len(contexts) and n != evidence:
+                claims.setdefault(n, []).append(i)
+    kept: list[set[int]] = [set() for _ in sentences]
+    for n, claimants in claims.items():
+        alone = _judge_many(judge, [plain[i] for i in claimants], [contexts[n - 1]])
+        for i, support in zip(claimants, alone, strict=True):
+            if support.supported:
+                kept[i].add(n)
+    return kept
 
 
 def _with_markers(text: str, verdicts: list[SentenceVerdict]) -> str:
