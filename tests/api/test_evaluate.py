@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.routes import evaluate
-from rag.config import Settings
+from rag.config import EvaluateSettings, Settings
 
 CONTEXTS = [
     "The zephyr-relay daemon sends snapshots to a remote site. It listens on TCP port 7341 and "
@@ -81,3 +81,33 @@ def test_refusal_is_flagged_not_scored(client: TestClient) -> None:
 def test_validation_error(client: TestClient) -> None:
     r = client.post("/v1/evaluate", json={"question": "q", "answer": "a", "contexts": []})
     assert r.status_code == 422
+
+
+def test_a_lowered_config_bound_is_enforced_and_named(embedder) -> None:
+    """The schema holds the default bounds; `evaluate.*` in the config may lower them."""
+    app = FastAPI()
+    app.include_router(evaluate.router)
+    settings = Settings(evaluate=EvaluateSettings(max_contexts=1, max_context_sentences=2))
+    app.state.rag = SimpleNamespace(settings=settings, pipeline=SimpleNamespace(embedder=embedder))
+    lowered = TestClient(app)
+    body = {"question": "Which port?", "answer": "Port 7341.", "contexts": CONTEXTS}
+    r = lowered.post("/v1/evaluate", json=body)
+    assert r.status_code == 422
+    assert "evaluate.max_contexts" in r.json()["detail"] and "2 contexts" in r.json()["detail"]
+    r = lowered.post("/v1/evaluate", json=body | {"contexts": [CONTEXTS[0] + " " + CONTEXTS[1]]})
+    assert r.status_code == 422
+    assert "evaluate.max_context_sentences" in r.json()["detail"] and "3 sentences" in r.json()["detail"]
+    assert lowered.post("/v1/evaluate", json=body | {"contexts": [CONTEXTS[1]]}).status_code == 200
+
+
+def test_the_schema_bounds_are_the_config_defaults(client: TestClient) -> None:
+    limits = EvaluateSettings()
+    r = client.post(
+        "/v1/evaluate",
+        json={"question": "q", "answer": "x" * (limits.max_answer_chars + 1), "contexts": CONTEXTS},
+    )
+    assert r.status_code == 422
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["EvaluateRequest"]["properties"]
+    assert schema["answer"]["maxLength"] == limits.max_answer_chars
+    assert schema["contexts"]["maxItems"] == limits.max_contexts
+    assert schema["contexts"]["items"]["maxLength"] == limits.max_context_chars
