@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from api.public_ids import public_id
 from rag.index.filters import SearchFilter
@@ -14,11 +14,28 @@ from rag.types import ScoredChunk
 MAX_QUESTION_CHARS = 2000  # the schema's bound; server.max_question_chars may lower it
 
 
-class Filters(BaseModel):
+def _not_blank(v: str) -> str:
+    if not v.strip():
+        raise ValueError("is blank; send the text of a question")
+    return v
+
+
+# One definition of what a question (or a search query) may be, for every route that takes one.
+QuestionText = Annotated[
+    str, Field(min_length=1, max_length=MAX_QUESTION_CHARS), AfterValidator(_not_blank)
+]
+
+
+class RequestModel(BaseModel):
+    """Request bodies are strict: `"5"` is not a number, `true` is not `1`, and an unknown field
+    (a typo such as `topk`) is an error instead of being ignored."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class Filters(RequestModel):
     """Restrict retrieval to some documents; applied before the top-k is taken, so a filtered
     query still gets k chunks whenever k matching chunks exist."""
-
-    model_config = ConfigDict(extra="forbid")
 
     metadata: dict[str, Any] | None = Field(
         None,
@@ -39,28 +56,20 @@ class Filters(BaseModel):
         return SearchFilter.from_dict(self.model_dump())
 
 
-class QueryRequest(BaseModel):
-    question: str = Field(
-        min_length=1, max_length=MAX_QUESTION_CHARS, description="The question, in natural language."
-    )
+class QueryRequest(RequestModel):
+    question: QuestionText = Field(description="The question, in natural language.")
     top_k: int | None = Field(None, ge=1, le=50, description="Chunks to retrieve (default from config).")
     filters: Filters | None = Field(None, description="Restrict retrieval to matching documents.")
     stream: bool = Field(
         False,
         description="Stream as server-sent events: `token` events with draft text as the model writes "
-        "it, then one `answer` event with the grounded QueryResponse (which may be a refusal).",
+        "it, then one `answer` event with the grounded QueryResponse (which may be a refusal); "
+        "a failure is an `error` event carrying the JSON error body and its `status`.",
     )
 
-    @field_validator("question")
-    @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("question is blank; send the text of a question")
-        return v
 
-
-class SearchRequest(BaseModel):
-    query: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
+class SearchRequest(RequestModel):
+    query: QuestionText = Field(description="What to look for.")
     top_k: int | None = Field(None, ge=1, le=100)
     filters: Filters | None = Field(None, description="Restrict the search to matching documents.")
 
@@ -160,12 +169,27 @@ class IndexInfo(BaseModel):
     documents: int | None = None
     chunks: int | None = None
     embedding_model: str | None = None
+    error: str | None = Field(
+        None,
+        description="What is wrong with the index, when something is: none committed yet, a damaged "
+        "file, or an embedding model other than the server's.",
+    )
+
+
+class QueueInfo(BaseModel):
+    busy: bool = Field(description="An answer is being generated.")
+    waiting: int = Field(description="Questions waiting for the generator.")
+    max_waiting: int = Field(description="Beyond this many waiting, questions get 429.")
 
 
 class Health(BaseModel):
     status: str = Field(description="`ok` when questions can be answered, else `degraded`.")
     index: IndexInfo
-    generator: str = Field(description="`loading`, `ready`, or `error: <reason>`.")
+    generator: str = Field(
+        description="`loading`, `ready`, `error: <reason>`, or `unreachable: <reason>` for a remote "
+        "generator that does not answer."
+    )
+    queue: QueueInfo
 
 
 class IndexDetails(BaseModel):
@@ -262,5 +286,19 @@ class JobOut(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    error: str
+    """Every error response, whatever its status."""
+
+    error: str = Field(description="What went wrong and how to fix it.")
     detail: Any | None = None
+
+
+class Problem(BaseModel):
+    field: str = Field(description="Dotted path of the bad field (empty for the whole body).")
+    problem: str
+
+
+class ValidationErrorBody(BaseModel):
+    """A 422: the body or a parameter is invalid; one entry per problem."""
+
+    error: str
+    detail: list[Problem]
