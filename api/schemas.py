@@ -21,9 +21,7 @@ def _not_blank(v: str) -> str:
 
 
 # One definition of what a question (or a search query) may be, for every route that takes one.
-QuestionText = Annotated[
-    str, Field(min_length=1, max_length=MAX_QUESTION_CHARS), AfterValidator(_not_blank)
-]
+QuestionText = Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS), AfterValidator(_not_blank)]
 
 
 class RequestModel(BaseModel):
@@ -47,13 +45,13 @@ class Filters(RequestModel):
     source_prefix: str | None = Field(
         None,
         min_length=1,
-        description="Only documents whose source (path as ingested, or `uploads/<name>`) or id "
-        "(normalised absolute path) starts with this.",
+        description="Only documents whose source (the path as ingested, or `uploads/<name>`) starts "
+        "with this.",
         examples=["uploads/"],
     )
 
     def to_filter(self) -> SearchFilter | None:
-        return SearchFilter.from_dict(self.model_dump())
+        return SearchFilter.from_dict(self.model_dump(), match_ids=False)
 
 
 class QueryRequest(RequestModel):

@@ -28,6 +28,7 @@ import numpy as np
 from ingest.loaders import FileScan, default_document_id, file_fingerprint, load_document, scan_files
 from rag.config import Settings
 from rag.errors import LoaderError
+from rag.metadata import MetadataError, MetadataLimits, check_metadata
 from rag.protocols import Embedder
 from rag.types import Chunk, Document
 
@@ -194,6 +195,7 @@ def _parse(
     """
     max_bytes = int(settings.ingest.max_file_mb * 1024 * 1024)
     progress.start("parse", len(files))
+    limits = MetadataLimits.from_settings(settings.server)
     queue: list[_File] = []
     for path in files:
         summary.documents += 1
@@ -207,6 +209,14 @@ def _parse(
             file_hash=file_fingerprint(path, max_bytes),
             known=writer.document_state(doc_id),
         )
+        if item.metadata is not None:
+            try:  # bounded here, where metadata enters the index, whichever edge it came from
+                check_metadata(item.metadata, limits, owner=item.shown)
+            except MetadataError as exc:
+                summary.failed += 1
+                summary.errors.append({"path": item.shown, "error": str(exc)})
+                progress.advance("parse")
+                continue
         known = item.known
         if (
             known

@@ -321,6 +321,9 @@ def _filters(where: list[str] | None, source_prefix: str | None) -> Any:
 def _read_metadata(path: Path) -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        console.print(f"[bold red]error:[/] --metadata {path}: nested too deeply to read; flatten it")
+        raise typer.Exit(1) from None
     except (OSError, ValueError) as exc:
         console.print(f"[bold red]error:[/] --metadata {path}: {exc}")
         raise typer.Exit(1) from None

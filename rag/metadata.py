@@ -3,9 +3,9 @@
 Metadata is stored as JSON with its document and returned with every listing, hit and citation.
 A value nested hundreds of levels deep is stored without complaint but then breaks every read
 that serialises it (JSON encoders and pydantic recurse per level), so the bounds are checked
-before anything is written: by the HTTP upload today, and they belong in ``rag ingest
---metadata`` and the ingest pipeline too. The walk below is iterative, so checking a hostile
-value cannot itself overflow the stack.
+before anything is written: by the HTTP upload (a 422 for the whole upload) and by the ingest
+pipeline for every file (a failed file, whichever edge the metadata came from). The walk below is
+iterative, so checking a hostile value cannot itself overflow the stack.
 """
 
 from __future__ import annotations

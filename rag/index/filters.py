@@ -11,7 +11,9 @@ Semantics, kept deliberately small:
   when the document's value is a list, when the list contains ``value``; when ``value`` is a
   list, when the document's value is any of its items (OR).
 * ``source_prefix="..."``: the document's source (the path as ingested, or ``uploads/<name>``)
-  or its id (the normalised absolute path) starts with the prefix.
+  starts with the prefix; with ``match_ids`` (the CLI) its id (the normalised absolute path) may
+  match instead. Over HTTP ids are not matched: a client could otherwise probe where on the
+  server's disk the documents live, which the API never shows.
 """
 
 from __future__ import annotations
@@ -26,13 +28,18 @@ from typing import Any
 class SearchFilter:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     source_prefix: str | None = None
+    match_ids: bool = True
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any] | None) -> SearchFilter | None:
+    def from_dict(cls, raw: Mapping[str, Any] | None, *, match_ids: bool = True) -> SearchFilter | None:
         """``{"metadata": {...}, "source_prefix": "..."}`` as sent over HTTP; None when empty."""
         if not raw:
             return None
-        made = cls(metadata=dict(raw.get("metadata") or {}), source_prefix=raw.get("source_prefix") or None)
+        made = cls(
+            metadata=dict(raw.get("metadata") or {}),
+            source_prefix=raw.get("source_prefix") or None,
+            match_ids=match_ids,
+        )
         return None if made.is_empty else made
 
     @property
@@ -42,11 +49,12 @@ class SearchFilter:
     @property
     def key(self) -> str:
         """A canonical string, for caching the chunk ids a filter selects."""
-        return json.dumps([self.metadata, self.source_prefix], sort_keys=True, default=str)
+        return json.dumps([self.metadata, self.source_prefix, self.match_ids], sort_keys=True, default=str)
 
     def matches(self, doc_id: str, source: str, metadata: Mapping[str, Any]) -> bool:
         if self.source_prefix and not (
-            source.startswith(self.source_prefix) or doc_id.startswith(self.source_prefix)
+            source.startswith(self.source_prefix)
+            or (self.match_ids and doc_id.startswith(self.source_prefix))
         ):
             return False
         return all(

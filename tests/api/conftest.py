@@ -8,12 +8,16 @@ import pytest
 from rag.config import Settings
 from tests.serving import running_server
 
+WAITING_BOUND = 48  # server.max_waiting_questions of llm_server
+
 
 @pytest.fixture(scope="session")
 def llm_server(built_index: Settings) -> Iterator[httpx.Client]:
     """One `rag serve` with the real default generator for the whole session (it needs ~7 GB and
     about a minute to load, so every generation test shares it)."""
-    with running_server(built_index.index_dir, wait_for_generator=True) as client:
+    # More waiting questions than the server's thread pool has threads (40), for the starvation test.
+    env = {"RAG_SERVER__MAX_WAITING_QUESTIONS": str(WAITING_BOUND)}
+    with running_server(built_index.index_dir, env=env, wait_for_generator=True) as client:
         yield client
 
 

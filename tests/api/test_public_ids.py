@@ -95,3 +95,13 @@ def test_delete_takes_the_public_id(served) -> None:
 def test_upload_ids_stay_readable() -> None:
     assert public_id("uploads/notes.md") == "uploads/notes.md"
     assert public_id("/srv/docs/a.md") == public_id("/srv/docs/a.md") != public_id("/srv/docs/b.md")
+
+
+def test_a_source_prefix_filter_cannot_probe_the_server_path(served) -> None:
+    """Regression: `source_prefix` also matched the stored id, so guessing prefixes of the
+    absolute path ("/tmp/") revealed where the documents live."""
+    client, _, stored = served
+    probe = {"query": "syslog port", "filters": {"source_prefix": stored[:5]}}
+    assert client.post("/v1/search", json=probe).json()["results"] == []
+    by_source = {"query": "syslog port", "filters": {"source_prefix": "docs/"}}
+    assert len(client.post("/v1/search", json=by_source).json()["results"]) == 1

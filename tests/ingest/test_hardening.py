@@ -171,3 +171,31 @@ def test_size_limit_messages_are_in_mib(tmp_path: Path) -> None:
     with pytest.raises(LoaderError) as err:
         load_document(path, max_bytes=mib_to_bytes(0.25))
     assert "file is 0.286 MiB (300000 bytes), over the limit of 0.25 MiB (262144 bytes)" in str(err.value)
+
+
+# --------------------------------------------------------------------------- metadata bounds
+
+
+def _nested(levels: int) -> dict:
+    value: dict = {"leaf": 1}
+    for _ in range(levels - 1):
+        value = {"x": value}
+    return value
+
+
+def test_metadata_over_its_bounds_fails_only_that_file(
+    tmp_path: Path, settings: Settings, embedder: Embedder
+) -> None:
+    """Deeply nested metadata given to `ingest()` (as `rag ingest --metadata` does) used to be
+    stored and then break every read of that document; now that file fails with the limit named
+    and the others are indexed."""
+    (tmp_path / "a.txt").write_text(SECRET)
+    (tmp_path / "b.txt").write_text("The harbour archive opens at nine.")
+    deep = (tmp_path / "a.txt").as_posix()
+    summary = ingest(
+        [tmp_path / "a.txt", tmp_path / "b.txt"], settings, embedder, metadata={deep: _nested(500)}
+    )
+    assert (summary.added, summary.failed) == (1, 1), summary
+    assert "nested more than 8 levels" in summary.errors[0]["error"]
+    reader = IndexReader.open(settings.index_dir)
+    assert [d["source"] for d in reader.documents()] == [(tmp_path / "b.txt").as_posix()]
