@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from transformers import (
 from rag.config import GeneratorSettings
 from rag.errors import ConfigError, GenerationError
 from rag.generation.models import resolve_gguf
+from rag.generation.stats import GenerationStats
 from rag.protocols import Generation, GenerationParams, Message
 
 YES_WORDS = ("yes", "Yes", " yes", " Yes")
@@ -34,25 +34,6 @@ NO_WORDS = ("no", "No", " no", " No")
 # EOS token from running on into a new turn.
 _END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>")
 _STREAM_QUEUE_TIMEOUT_S = 600.0  # a stalled generation thread must not hang the consumer forever
-
-
-@dataclass
-class GenerationStats:
-    """Timing of the last call, for efficiency metrics (Generation itself carries no timings)."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    prefill_s: float = 0.0  # prompt processing up to the first generated token
-    decode_s: float = 0.0  # the remaining generated tokens
-
-    @property
-    def prompt_tokens_per_s(self) -> float:
-        return self.prompt_tokens / self.prefill_s if self.prefill_s > 0 else 0.0
-
-    @property
-    def completion_tokens_per_s(self) -> float:
-        rest = self.completion_tokens - 1
-        return rest / self.decode_s if self.decode_s > 0 and rest > 0 else 0.0
 
 
 class TransformersGenerator:
