@@ -134,7 +134,7 @@ def prepare(corpus: Path, n_questions: int, seed: int, work: Path) -> dict[str, 
     """Load and chunk the corpus the way ingest() will, and draw the questions from our chunks."""
     from transformers import AutoTokenizer
 
-    from rag.chunking import Chunker
+    from ingest.chunking import Chunker
     from rag.config import load_settings
 
     settings = load_settings()

@@ -1,31 +1,22 @@
 """`rag eval`: score a question set for faithfulness, relevance, retrieval quality and refusals.
 
-Registered in rag/cli.py as ``app.command("eval")(eval_command)``.
+Registered in cli/main.py as ``app.command("eval")(eval_command)``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import TextColumn
 from rich.table import Table
 
-from rag.config import Settings, load_settings
+from cli.console import console, fail, out, progress, run, settings
+from rag.config import Settings
 from rag.errors import RagError
 
-console = Console(stderr=True)
 EXIT_THRESHOLD_FAILED = 2
 
 
@@ -39,7 +30,7 @@ def eval_command(
             "by the pipeline (loads the generator). With --synthesize, the file to write."
         ),
     ],
-    out: Annotated[
+    out_dir: Annotated[
         Path, typer.Option("--out", "-o", help="Output folder: results.json, results.csv, report.html.")
     ] = Path("eval-out"),
     index: Annotated[
@@ -97,24 +88,18 @@ def eval_command(
     ] = None,
 ) -> None:
     """Score answers for faithfulness, relevance, retrieval and refusals (resumable: see --out)."""
-    try:
-        thresholds = parse_thresholds(fail_under or [])
-        if judge not in ("support", "llm"):
-            raise RagError(f"--judge {judge!r} is unknown; use 'support' or 'llm'")
-        if config is not None:
-            os.environ["RAG_CONFIG"] = str(config)
-        if threads:
-            import torch
+    thresholds = run(lambda: parse_thresholds(fail_under or []))
+    if judge not in ("support", "llm"):
+        fail(f"--judge {judge!r} is unknown; use 'support' or 'llm'")
+    if threads:
+        import torch
 
-            torch.set_num_threads(threads)
-        settings = load_settings(index_dir=str(index) if index else None)
-        if synthesize:
-            _synthesize(settings, index, dataset, synthesize)
-            return
-        results = run_eval(settings, dataset, out, judge, index is not None, limit, baseline, fresh)
-    except RagError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+        torch.set_num_threads(threads)
+    cfg = settings(config, index_dir=str(index) if index else None)
+    if synthesize:
+        run(lambda: _synthesize(cfg, index, dataset, synthesize))
+        return
+    results = run(lambda: run_eval(cfg, dataset, out_dir, judge, index is not None, limit, baseline, fresh))
     print_summary(results)
     failures = check_thresholds(results["aggregates"], thresholds)
     for f in failures:
@@ -126,17 +111,17 @@ def eval_command(
 def parse_thresholds(items: list[str]) -> dict[str, float]:
     from eval.runner import METRICS
 
-    out = {}
+    thresholds = {}
     for item in items:
         name, sep, value = item.partition("=")
         name = name.strip().replace("-", "_")
         if not sep or name not in METRICS:
             raise RagError(f"--fail-under {item!r}: use METRIC=VALUE with METRIC one of {', '.join(METRICS)}")
         try:
-            out[name] = float(value)
+            thresholds[name] = float(value)
         except ValueError:
             raise RagError(f"--fail-under {item!r}: {value!r} is not a number") from None
-    return out
+    return thresholds
 
 
 def check_thresholds(aggregates: dict, thresholds: dict[str, float]) -> list[str]:
@@ -153,7 +138,7 @@ def check_thresholds(aggregates: dict, thresholds: dict[str, float]) -> list[str
 def run_eval(
     settings: Settings,
     dataset: Path,
-    out: Path,
+    out_dir: Path,
     judge_name: str,
     use_index: bool,
     limit: int | None,
@@ -190,27 +175,18 @@ def run_eval(
         pipeline,
         question_generator=generator if judge_name == "llm" else None,
     )
-    if fresh and (out / PARTIAL).exists():
-        (out / PARTIAL).unlink()
-    with Progress(
-        TextColumn("[bold]scoring"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[note]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
-        task = progress.add_task("eval", total=len(samples), note="")
+    if fresh and (out_dir / PARTIAL).exists():
+        (out_dir / PARTIAL).unlink()
+    with progress(TextColumn("[bold]scoring"), TextColumn("{task.fields[note]}"), remaining=True) as bar:
+        task = bar.add_task("eval", total=len(samples), note="")
         resumed = 0
 
         def on_progress(done: int, total: int, cached: bool) -> None:
             nonlocal resumed
             resumed += cached
-            progress.update(task, completed=done, note=f"({resumed} resumed)" if resumed else "")
+            bar.update(task, completed=done, note=f"({resumed} resumed)" if resumed else "")
 
-        records = evaluator.run(samples, out, on_progress)
+        records = evaluator.run(samples, out_dir, on_progress)
     config = {
         "dataset": str(dataset),
         "index": str(settings.index_dir) if use_index else None,
@@ -223,7 +199,7 @@ def run_eval(
         "retrieval": settings.retrieval.model_dump(),
     }
     results = build_results(records, aggregate(records), config, base)
-    paths = write_outputs(out, results)
+    paths = write_outputs(out_dir, results)
     console.print("wrote " + ", ".join(str(p) for p in paths.values()))
     return results
 
@@ -249,10 +225,10 @@ def _synthesize(settings: Settings, index: Path | None, dataset: Path, n: int) -
         raise RagError(f"{dataset} exists; --synthesize writes a new data set there, pick another name")
     reader = IndexReader.open(settings.index_dir)
     try:
-        rows = reader._conn.execute("SELECT source, text FROM chunks ORDER BY id").fetchall()
+        rows = reader.chunk_texts()
     finally:
         reader.close()
-    samples = synthesize([(str(s), str(t)) for s, t in rows], n)
+    samples = synthesize(rows, n)
     write_jsonl(samples, dataset)
     console.print(
         f"wrote {len(samples)} synthetic questions to {dataset}; score them with "
@@ -272,4 +248,4 @@ def print_summary(results: dict) -> None:
     for m, a in agg["metrics"].items():
         if a["n"]:
             table.add_row(LABELS[m], f"{a['mean']:.3f}", f"{a['ci_low']:.3f}-{a['ci_high']:.3f}", str(a["n"]))
-    Console().print(table)
+    out.print(table)

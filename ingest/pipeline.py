@@ -113,7 +113,7 @@ def ingest(
     (never under a folder that could not be listed: its files are not gone, only unreadable).
     ``loader`` must be a module-level function (it is sent to the parse worker by name).
     """
-    from rag.chunking import Chunker
+    from ingest.chunking import Chunker
 
     started = time.perf_counter()
     progress = progress or NullProgress()

@@ -9,6 +9,7 @@ Secrets (API keys) are read from the environment only; they are never written to
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -204,7 +205,19 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, _config_path()))
 
 
+# The YAML file named by load_settings(config_file=...): a context variable, not os.environ, so a
+# --config flag changes nothing for the rest of the process and two calls never see each other's file.
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("rag_config_file", default=None)
+
+
 def _config_path() -> Path | None:
+    given = _CONFIG_FILE.get()
+    if given is not None:
+        if not given.expanduser().is_file():
+            from rag.errors import ConfigError
+
+            raise ConfigError(f"config file {given} does not exist; pass the path of a YAML file.")
+        return given.expanduser()
     named = os.environ.get("RAG_CONFIG")
     if named:
         path = Path(named).expanduser()
@@ -214,8 +227,12 @@ def _config_path() -> Path | None:
     return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Build settings from YAML + env, then apply overrides (nested dicts or dotted keys)."""
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build settings from YAML + env, then apply overrides (nested dicts or dotted keys).
+
+    ``config_file`` is the YAML file to read (the CLI's --config); without it, ``RAG_CONFIG`` or
+    configs/default.yaml. An argument rather than an environment variable, so it does not leak.
+    """
     nested: dict[str, Any] = {}
     for key, value in overrides.items():
         if value is None:
@@ -225,7 +242,11 @@ def load_settings(**overrides: Any) -> Settings:
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
-    base = Settings()
+    token = _CONFIG_FILE.set(Path(config_file) if config_file is not None else None)
+    try:
+        base = Settings()
+    finally:
+        _CONFIG_FILE.reset(token)
     if not nested:
         return base
     merged = _deep_merge(base.model_dump(), nested)

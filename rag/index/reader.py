@@ -160,6 +160,13 @@ class IndexReader:
         with self._db() as conn:
             return {int(r[0]) for r in conn.execute("SELECT id FROM chunks")}
 
+    def chunk_texts(self) -> list[tuple[str, str]]:
+        """(source, text) of every chunk, in id order: what `rag eval --synthesize` makes questions
+        from. A list, not a generator, so the connection's lock is not held while the caller works."""
+        with self._db() as conn:
+            rows = conn.execute("SELECT source, text FROM chunks ORDER BY id").fetchall()
+        return [(str(source), str(text)) for source, text in rows]
+
     def vector_ids(self) -> set[int]:
         return set(faiss.vector_to_array(self._vectors.id_map).tolist())
 

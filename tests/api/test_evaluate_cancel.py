@@ -82,7 +82,7 @@ def _serve(index_dir: Path, env: dict[str, str]) -> Iterator[tuple[subprocess.Po
     full_env = os.environ | {"RAG_INDEX_DIR": str(index_dir)} | DEAD_GENERATOR | env
     log = open(Path(index_dir).parent / f"server-{port}.log", "w+")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=full_env,
         stdout=log,
         stderr=subprocess.STDOUT,

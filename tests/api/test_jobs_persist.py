@@ -48,7 +48,7 @@ def _server(
     port = free_port()
     log = open(index_dir.parent / f"server-{port}.log", "w+")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=os.environ | {"RAG_INDEX_DIR": str(index_dir)} | ENV | (env or {}),
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -12,7 +12,7 @@ import pytest
 
 def rag(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "rag.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+        [sys.executable, "-m", "cli", *args], capture_output=True, text=True, cwd=cwd, timeout=600
     )
 
 

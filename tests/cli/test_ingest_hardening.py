@@ -44,7 +44,7 @@ def _unprivileged() -> list[str]:
 
 def rag(*args: str, prefix: list[str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*(prefix or []), sys.executable, "-m", "rag.cli", *args],
+        [*(prefix or []), sys.executable, "-m", "cli", *args],
         capture_output=True,
         text=True,
         timeout=600,

@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from eval.cli import eval_command, parse_thresholds
+from cli.eval import eval_command, parse_thresholds
 from rag.errors import RagError
 from tests.eval.conftest import ZEPHYR
 

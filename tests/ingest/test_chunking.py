@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rag.chunking import Chunker
+from ingest.chunking import Chunker
 from rag.config import ChunkingSettings
 from rag.types import Document, Page
 

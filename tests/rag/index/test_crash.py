@@ -2,7 +2,7 @@
 be internally consistent, be exactly the old or exactly the new version, and accept the next
 ingest, which clears what the killed writer left behind.
 
-The killed process is the real CLI (`python -m rag.cli ingest --sync`) with the hashing test
+The killed process is the real CLI (`python -m cli ingest --sync`) with the hashing test
 embedder (see hash_embedder.py for why). Deterministic kill points come from the writer's
 RAG_TEST_CRASH_AT hook, which SIGKILLs the process at that exact step.
 """
@@ -68,7 +68,7 @@ def _run_cli(docs: Path, index_dir: Path, crash_at: str | None = None) -> subpro
     cmd = [
         sys.executable,
         "-m",
-        "rag.cli",
+        "cli",
         "ingest",
         str(docs),
         "--index",
