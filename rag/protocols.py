@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 
-from rag.types import ScoredChunk
+from rag.types import Document, ScoredChunk
 
 
 @runtime_checkable
@@ -80,6 +81,19 @@ class HealthChecked(Protocol):
 
     def health_problem(self) -> str | None:
         """None when healthy, else what is wrong (one line, for /healthz)."""
+        ...
+
+
+@runtime_checkable
+class Loader(Protocol):
+    """Reads files of some suffixes into Documents (ingest.loaders: one per format, and the
+    suffix dispatcher over them). Instances must be picklable (module-level classes): ingestion
+    sends its loader to the parse worker process."""
+
+    suffixes: tuple[str, ...]  # lower-case, with the dot: (".html", ".htm")
+
+    def load(self, path: Path, *, doc_id: str | None = None, max_bytes: int | None = None) -> Document:
+        """``doc_id`` defaults to the resolved path; a file over ``max_bytes`` is a LoaderError."""
         ...
 
 

@@ -1,42 +1,30 @@
-"""Turn a file on disk into a :class:`rag.types.Document`.
+"""The plumbing every format loader shares: size and readability checks, binary sniffing,
+decoding, folder walking, fingerprints and document ids.
 
 Every failure is a :class:`rag.errors.LoaderError` whose message names the file, the reason and,
 where there is one, the fix: ingest runs over whole folders, and one vague "failed" line per file
 would leave the user guessing which file to fix and how.
 
-Formats are dispatched by suffix through ``_LOADERS``; a loader gets the file's bytes and returns
-the text plus the page spans in it. Reading, size limits and id/source naming are shared here so
-each loader only has to know its format.
+A format is a :class:`BytesLoader` subclass in its own module (pdf.py, html.py, text.py) that
+turns the file's bytes into text plus page spans; reading, size limits and id/source naming are
+done here once, so each format only has to know its format. The suffix -> loader table is in
+``ingest/loaders/__init__.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
-import io
-import logging
 import os
-import re
 import stat
-import warnings
-from collections.abc import Callable, Iterable, Iterator
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
-from bs4.dammit import EncodingDetector
-from bs4.element import NavigableString, PreformattedString, Tag
-from pypdf import PasswordType, PdfReader
-from pypdf.errors import DependencyError, FileNotDecryptedError
 
 from rag.errors import LoaderError
 from rag.types import Document, Page
 from rag.units import format_mib
-
-log = logging.getLogger(__name__)
-
-Loader = Callable[[bytes, Path], tuple[str, list[Page]]]
 
 # The window in which the share of control characters decides "text or binary" (the window git
 # and grep use). Every window of the file is checked, not just the first: binary data appended to
@@ -59,23 +47,35 @@ SETTING_HINT = "ingest.max_file_mb (env RAG_INGEST__MAX_FILE_MB)"
 # Part of every file fingerprint: bump it when a loader's output changes for the same bytes, so
 # the next ingest re-parses files it would otherwise skip as unchanged.
 PARSER_VERSION = "1"
-_HASH_BLOCK = 1 << 20
 
 
 # --------------------------------------------------------------------------- public API
 
 
-def load_document(path: Path, *, doc_id: str | None = None, max_bytes: int | None = None) -> Document:
-    """Load one file. ``doc_id`` defaults to the resolved POSIX path, so the same file reached
-    through different relative paths is one document; ``max_bytes`` guards memory on huge files."""
-    path = Path(path)
-    size = _file_size(path)
-    loader = _loader_for(path)
-    data = _read_bytes(path, size, max_bytes)
-    text, pages = loader(data, path)
+class BytesLoader(ABC):
+    """Implements rag.protocols.Loader for a format parsed from the file's bytes: subclasses set
+    ``suffixes`` and write ``parse``; the checks every format needs happen here, before and after.
+    Instances must be module-level (picklable): the parse worker gets its loader by pickle."""
+
+    suffixes: tuple[str, ...] = ()
+
+    @abstractmethod
+    def parse(self, data: bytes, path: Path) -> tuple[str, list[Page]]:
+        """The text and where each page lies in it; raises LoaderError naming the file and the fix."""
+
+    def load(self, path: Path, *, doc_id: str | None = None, max_bytes: int | None = None) -> Document:
+        """``doc_id`` defaults to the resolved POSIX path, so the same file reached through
+        different relative paths is one document; ``max_bytes`` guards memory on huge files."""
+        path = Path(path)
+        data = read_bytes(path, file_size(path), max_bytes)
+        return make_document(path, *self.parse(data, path), doc_id)
+
+
+def make_document(path: Path, text: str, pages: list[Page], doc_id: str | None) -> Document:
+    """The Document for parsed text; text that is only whitespace is a failure, not a document."""
     if not text.strip():
         raise LoaderError(
-            f"{_name(path)}: no text left after extraction (only whitespace); nothing to index."
+            f"{display_name(path)}: no text left after extraction (only whitespace); nothing to index."
         )
     return Document(
         id=doc_id if doc_id is not None else default_document_id(path),
@@ -93,13 +93,12 @@ def file_fingerprint(path: Path, max_bytes: int | None = None) -> str | None:
     fingerprint is the one stored with its document: hashing a file costs milliseconds, parsing a
     PDF seconds (a no-op re-ingest of the sample corpus was 99 % PDF parsing before this).
     """
-    digest = hashlib.sha256(PARSER_VERSION.encode() + b"\0")
     try:
         if not path.is_file() or (max_bytes is not None and path.stat().st_size > max_bytes):
             return None
         with open(path, "rb") as fh:
-            while block := fh.read(_HASH_BLOCK):
-                digest.update(block)
+            # Seeded with the version, so fingerprints stay those of earlier releases.
+            digest = hashlib.file_digest(fh, lambda: hashlib.sha256(PARSER_VERSION.encode() + b"\0"))
     except OSError:
         return None
     return digest.hexdigest()
@@ -107,7 +106,7 @@ def file_fingerprint(path: Path, max_bytes: int | None = None) -> str | None:
 
 def default_document_id(path: Path) -> str:
     """The normalised absolute path: stable across runs and relative spellings of the path."""
-    return _resolved(Path(path)).as_posix()
+    return resolved(Path(path)).as_posix()
 
 
 @dataclass
@@ -124,7 +123,7 @@ class FileScan:
     unreadable: list[tuple[Path, LoaderError]] = field(default_factory=list)
 
 
-def scan_files(paths: Iterable[Path], suffixes: Iterable[str] | None = None) -> FileScan:
+def scan_files(paths: Iterable[Path], suffixes: Iterable[str]) -> FileScan:
     """Expand files and folders into the files to ingest, in a stable order.
 
     Paths named directly are taken whatever their suffix (or even if missing) so the caller
@@ -133,7 +132,7 @@ def scan_files(paths: Iterable[Path], suffixes: Iterable[str] | None = None) -> 
     Directory symlinks are not followed, which rules out cycles. Each file is listed once. A
     folder that cannot be listed is recorded in ``unreadable``; the walk goes on around it.
     """
-    wanted = {s.lower() for s in (SUPPORTED_SUFFIXES if suffixes is None else suffixes)}
+    wanted = {s.lower() for s in suffixes}
     scan = FileScan()
     seen: set[Path] = set()
     for given in paths:
@@ -144,14 +143,14 @@ def scan_files(paths: Iterable[Path], suffixes: Iterable[str] | None = None) -> 
         else:  # a file, or something the loader will explain (missing, unreadable, a FIFO)
             found = [given]
         for path in found:
-            key = _resolved(path)
+            key = resolved(path)
             if key not in seen:
                 seen.add(key)
                 scan.files.append(path)
     return scan
 
 
-def iter_files(paths: Iterable[Path], suffixes: Iterable[str] | None = None) -> Iterator[Path]:
+def iter_files(paths: Iterable[Path], suffixes: Iterable[str]) -> Iterator[Path]:
     """The files of :func:`scan_files`; raises the first folder that could not be listed, so a
     caller that only wants files never silently misses some."""
     scan = scan_files(paths, suffixes)
@@ -163,25 +162,14 @@ def iter_files(paths: Iterable[Path], suffixes: Iterable[str] | None = None) -> 
 # --------------------------------------------------------------------------- shared plumbing
 
 
-def _name(path: Path) -> str:
+def display_name(path: Path) -> str:
     return path.as_posix()
 
 
-def _loader_for(path: Path) -> Loader:
-    loader = _LOADERS.get(path.suffix.lower())
-    if loader is None:
-        kind = f"suffix {path.suffix!r}" if path.suffix else "no suffix"
-        raise LoaderError(
-            f"{_name(path)}: unsupported file type ({kind}); supported: {', '.join(SUPPORTED_SUFFIXES)}. "
-            "Convert it to one of these or leave it out."
-        )
-    return loader
-
-
-def _read_bytes(path: Path, size: int, max_bytes: int | None) -> bytes:
+def read_bytes(path: Path, size: int, max_bytes: int | None) -> bytes:
     """Check size and readability before parsing, so each gets its own message."""
     if size == 0:
-        raise LoaderError(f"{_name(path)}: file is empty (0 bytes); nothing to index.")
+        raise LoaderError(f"{display_name(path)}: file is empty (0 bytes); nothing to index.")
     if max_bytes is not None and size > max_bytes:
         raise _too_large(path, size, max_bytes)
     try:
@@ -191,22 +179,22 @@ def _read_bytes(path: Path, size: int, max_bytes: int | None) -> bytes:
     except PermissionError as exc:
         raise _unreadable(path) from exc
     except OSError as exc:
-        raise LoaderError(f"{_name(path)}: cannot be read ({exc.strerror or exc}).") from exc
+        raise LoaderError(f"{display_name(path)}: cannot be read ({exc.strerror or exc}).") from exc
     if max_bytes is not None and len(data) > max_bytes:
         raise _too_large(path, len(data), max_bytes)
     return data
 
 
-def _file_size(path: Path) -> int:
+def file_size(path: Path) -> int:
     """Checked before the suffix, so a folder or a typo gets the message that actually helps."""
     try:
         mode, size = (st := path.stat()).st_mode, st.st_size
     except OSError as exc:
         raise _stat_error(path, exc) from exc
     if stat.S_ISDIR(mode):
-        raise LoaderError(f"{_name(path)}: is a directory, not a file; pass the files inside it.")
+        raise LoaderError(f"{display_name(path)}: is a directory, not a file; pass the files inside it.")
     if not stat.S_ISREG(mode):
-        raise LoaderError(f"{_name(path)}: not a regular file (device, socket or pipe); skip it.")
+        raise LoaderError(f"{display_name(path)}: not a regular file (device, socket or pipe); skip it.")
     return size
 
 
@@ -217,25 +205,25 @@ def _stat_error(path: Path, exc: OSError) -> LoaderError:
     if isinstance(exc, FileNotFoundError):
         if os.path.islink(path):
             return LoaderError(
-                f"{_name(path)}: broken symbolic link (its target {os.readlink(path)!r} does not "
+                f"{display_name(path)}: broken symbolic link (its target {os.readlink(path)!r} does not "
                 "exist); fix or remove the link."
             )
-        return LoaderError(f"{_name(path)}: file does not exist; check the path.")
+        return LoaderError(f"{display_name(path)}: file does not exist; check the path.")
     if exc.errno == errno.ELOOP:
-        return LoaderError(f"{_name(path)}: symbolic link loop; fix or remove the link.")
-    return LoaderError(f"{_name(path)}: cannot be read ({exc.strerror or exc}); check the path.")
+        return LoaderError(f"{display_name(path)}: symbolic link loop; fix or remove the link.")
+    return LoaderError(f"{display_name(path)}: cannot be read ({exc.strerror or exc}); check the path.")
 
 
 def _unreadable(path: Path) -> LoaderError:
     return LoaderError(
-        f"{_name(path)}: permission denied; make it (and the folders above it) readable "
+        f"{display_name(path)}: permission denied; make it (and the folders above it) readable "
         "(e.g. chmod a+r, folders a+rx) or run as a user who can read it."
     )
 
 
 def _unlistable(path: Path, exc: OSError) -> LoaderError:
     return LoaderError(
-        f"{_name(path)}: cannot list this folder ({exc.strerror or exc}); its files were not "
+        f"{display_name(path)}: cannot list this folder ({exc.strerror or exc}); its files were not "
         "ingested and their indexed documents are kept (also with --sync). Make it readable "
         "(e.g. chmod a+rx) or run as a user who can read it."
     )
@@ -250,7 +238,7 @@ def _is_dir(path: Path) -> bool:
         return False
 
 
-def _resolved(path: Path) -> Path:
+def resolved(path: Path) -> Path:
     """Path.resolve() raises on a symlink loop; the absolute path still names the file."""
     try:
         return path.resolve()
@@ -260,7 +248,7 @@ def _resolved(path: Path) -> Path:
 
 def _too_large(path: Path, size: int, max_bytes: int) -> LoaderError:
     return LoaderError(
-        f"{_name(path)}: file is {format_mib(size)} ({size} bytes), over the limit of "
+        f"{display_name(path)}: file is {format_mib(size)} ({size} bytes), over the limit of "
         f"{format_mib(max_bytes)} ({max_bytes} bytes); raise {SETTING_HINT} to ingest it."
     )
 
@@ -282,12 +270,12 @@ def _walk(root: Path, wanted: set[str], unreadable: list[tuple[Path, LoaderError
 # --------------------------------------------------------------------------- text decoding
 
 
-def _clean(text: str) -> str:
+def clean_text(text: str) -> str:
     """One newline convention and no NULs, so offsets and chunking see the same text everywhere."""
     return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
 
 
-def _decode(data: bytes, path: Path, declared: str | None = None) -> str:
+def decode_text(data: bytes, path: Path, declared: str | None = None) -> str:
     """Decode bytes as text: BOM, then a declared charset, then UTF-8, then cp1252/latin-1.
 
     The single-byte fallback accepts any byte string, so it is only tried once the bytes have
@@ -314,7 +302,7 @@ def _decode_with(data: bytes, codec: str, path: Path) -> str:
         return data.decode(codec)
     except UnicodeDecodeError as exc:
         raise LoaderError(
-            f"{_name(path)}: starts with a {codec} byte-order mark but is not valid {codec} "
+            f"{display_name(path)}: starts with a {codec} byte-order mark but is not valid {codec} "
             f"(byte {exc.start}); re-save it as UTF-8."
         ) from exc
 
@@ -323,7 +311,7 @@ def _reject_binary(data: bytes, path: Path) -> None:
     start = _binary_start(data)
     if start is not None:
         raise LoaderError(
-            f"{_name(path)}: looks like a binary file, not text (NUL bytes or many control characters "
+            f"{display_name(path)}: looks like a binary file, not text (NUL bytes or many control characters "
             f"from byte {start} of {len(data)}); check the file's type and extension, or cut the "
             "binary part off."
         )
@@ -342,244 +330,3 @@ def _binary_start(data: bytes) -> int | None:
         if b"\x00" in window or controls > MAX_CONTROL_SHARE * len(window):
             return lo + min(i for i in (window.find(bytes([b])) for b in _BINARY_CONTROLS) if i >= 0)
     return None
-
-
-# --------------------------------------------------------------------------- plain text / markdown
-
-
-def _load_text(data: bytes, path: Path) -> tuple[str, list[Page]]:
-    """Plain text and Markdown are indexed verbatim; Markdown syntax is harmless to embeddings."""
-    text = _clean(_decode(data, path))
-    return text, [Page(number=None, start=0, end=len(text))]
-
-
-# --------------------------------------------------------------------------- PDF
-
-
-def _load_pdf(data: bytes, path: Path) -> tuple[str, list[Page]]:
-    """One Page per PDF page (even empty ones) so citations can give real page numbers."""
-    texts = _pdf_page_texts(data, path)
-    if not any(texts):
-        raise LoaderError(
-            f"{_name(path)}: PDF has {len(texts)} page(s) but no extractable text; it may be scanned "
-            "images, run OCR first (e.g. ocrmypdf) and ingest the result."
-        )
-    pages: list[Page] = []
-    offset = 0
-    for number, text in enumerate(texts, start=1):
-        pages.append(Page(number=number, start=offset, end=offset + len(text)))
-        offset += len(text) + len(PAGE_SEPARATOR)
-    return PAGE_SEPARATOR.join(texts), pages
-
-
-def _pdf_page_texts(data: bytes, path: Path) -> list[str]:
-    """Any pypdf failure becomes a LoaderError: broken PDFs raise a zoo of exception types.
-
-    The two failures that are not the file's fault get their own message: a password the user
-    must supply, and a missing decryption library (AES PDFs need ``cryptography``)."""
-    try:
-        with _pypdf_to_debug(path):
-            reader = PdfReader(io.BytesIO(data))
-            _unlock(reader, path)
-            return [_clean(page.extract_text() or "").strip() for page in reader.pages]
-    except LoaderError:
-        raise
-    except FileNotDecryptedError as exc:
-        raise _password_protected(path) from exc
-    except DependencyError as exc:
-        raise LoaderError(
-            f"{_name(path)}: PDF is encrypted with AES and cannot be decrypted without the "
-            f"'cryptography' package ({exc}); install it (pip install cryptography) and ingest again."
-        ) from exc
-    except Exception as exc:
-        raise LoaderError(
-            f"{_name(path)}: corrupt or unreadable PDF ({type(exc).__name__}: {exc}); "
-            "re-export or repair it (e.g. qpdf in.pdf out.pdf)."
-        ) from exc
-
-
-def _unlock(reader: PdfReader, path: Path) -> None:
-    """Many PDFs are "encrypted" only with an owner password (permissions-only: any viewer opens
-    them); the empty user password opens them, and they are indexed like any other PDF."""
-    if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
-        raise _password_protected(path)
-
-
-def _password_protected(path: Path) -> LoaderError:
-    return LoaderError(
-        f"{_name(path)}: PDF is password-protected (it needs a password to open); decrypt it first "
-        "(e.g. qpdf --decrypt --password=PASSWORD in.pdf out.pdf) and ingest the copy."
-    )
-
-
-class _DebugRelay(logging.Handler):
-    """Re-logs pypdf's records at DEBUG under this module's logger, naming the file."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.path = path
-
-    def emit(self, record: logging.LogRecord) -> None:
-        log.debug("%s: pypdf %s: %s", _name(self.path), record.levelname.lower(), record.getMessage())
-
-
-@contextlib.contextmanager
-def _pypdf_to_debug(path: Path) -> Iterator[None]:
-    """pypdf reports the malformations it works around ("Ignoring wrong pointing object") as
-    warnings on its logger, which with no handler configured Python prints on stderr, over the
-    CLI's progress bar. They are not the user's problem (the text was read), so they go to our
-    log at DEBUG; pypdf's warnings.warn calls likewise."""
-    pypdf_log = logging.getLogger("pypdf")
-    relay = _DebugRelay(path)
-    propagate = pypdf_log.propagate
-    pypdf_log.addHandler(relay)
-    pypdf_log.propagate = False
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield
-        for warning in caught:
-            log.debug("%s: pypdf warning: %s", _name(path), warning.message)
-    finally:
-        pypdf_log.removeHandler(relay)
-        pypdf_log.propagate = propagate
-
-
-# --------------------------------------------------------------------------- HTML
-
-_DROP_TAGS = ("script", "style", "noscript", "template", "head", "meta", "link", "iframe", "svg", "canvas")
-# Elements that end a paragraph (blank line) vs. ones that only end a line.
-_PARA_TAGS = frozenset(
-    {
-        "address", "article", "aside", "blockquote", "body", "caption", "details", "dialog", "div",
-        "dl", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6",
-        "header", "hr", "html", "main", "nav", "ol", "p", "pre", "section", "summary", "table", "ul",
-    }
-)  # fmt: skip
-_LINE_TAGS = frozenset({"dd", "dt", "li", "option", "tr"})
-_CELL_TAGS = frozenset(("td", "th"))
-_PRE_TAGS = frozenset(("pre", "textarea"))
-_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
-_SPACES = re.compile(r"[ \t\n\r\f]+")  # HTML collapses ASCII whitespace only; NBSP survives
-_BLANK_RUNS = re.compile(r"\n{3,}")
-
-# Markers pushed on the walk stack; distinct objects, so they cannot collide with page text.
-_PARA, _LINE, _BR, _CELL, _PRE_ON, _PRE_OFF = (object() for _ in range(6))
-
-
-def _load_html(data: bytes, path: Path) -> tuple[str, list[Page]]:
-    """Visible text only: scripts, styles and hidden elements would pollute retrieval."""
-    declared = EncodingDetector.find_declared_encoding(data[:SNIFF_BYTES], is_html=True)
-    with warnings.catch_warnings():  # XHTML parsed as HTML is what we want: visible text only
-        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
-        soup = BeautifulSoup(_clean(_decode(data, path, declared)), "lxml")
-    title = soup.title.get_text(" ", strip=True) if soup.title else ""
-    _drop_invisible(soup)
-    text = _html_text(soup)
-    if not text.strip():
-        text = title  # a page with nothing but a <title> is better than no document
-    return text, [Page(number=None, start=0, end=len(text))]
-
-
-def _drop_invisible(soup: BeautifulSoup) -> None:
-    for tag in soup.find_all(list(_DROP_TAGS)):
-        tag.decompose()
-    for tag in soup.find_all(_is_hidden):
-        if not tag.decomposed:  # a hidden ancestor may already have removed it
-            tag.decompose()
-
-
-def _is_hidden(tag: Tag) -> bool:
-    return tag.has_attr("hidden") or bool(_HIDDEN_STYLE.search(str(tag.get("style") or "")))
-
-
-def _html_text(soup: BeautifulSoup) -> str:
-    lines = _HtmlLines()
-    for item in _html_events(soup):
-        lines.feed(item)
-    lines.flush()
-    return _BLANK_RUNS.sub("\n\n", "\n".join(lines.lines)).strip("\n")
-
-
-def _html_events(root: Tag) -> Iterator[object]:
-    """Yield strings and layout markers in document order; iterative, so deep markup can't
-    exhaust Python's recursion limit."""
-    stack: list[object] = [root]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, Tag):
-            stack.extend(_expand(item))
-        elif isinstance(item, NavigableString) and not isinstance(item, PreformattedString):
-            yield str(item)
-        elif not isinstance(item, NavigableString):
-            yield item
-
-
-def _expand(tag: Tag) -> list[object]:
-    """Children plus markers, reversed for the stack."""
-    name = tag.name
-    if name == "br":
-        return [_BR]
-    before: list[object] = []
-    after: list[object] = []
-    if name in _PARA_TAGS or name in _LINE_TAGS:
-        marker = _PARA if name in _PARA_TAGS else _LINE
-        before, after = [marker], [marker]
-    elif name in _CELL_TAGS:
-        before = [_CELL]
-    if name in _PRE_TAGS:
-        # Toggle inside the block markers so the last <pre> line is flushed with indentation kept.
-        before, after = [*before, _PRE_ON], [*after, _PRE_OFF]
-    return list(reversed([*before, *tag.contents, *after]))
-
-
-class _HtmlLines:
-    """Accumulates walk events into lines: inline whitespace collapses, <pre> keeps its own."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.current: list[str] = []
-        self.pre_depth = 0
-
-    def feed(self, item: object) -> None:
-        if isinstance(item, str):
-            self._text(item)
-        elif item is _PRE_ON or item is _PRE_OFF:
-            self.pre_depth += 1 if item is _PRE_ON else -1
-        elif item is _CELL:
-            if "".join(self.current).strip():
-                self.current.append(" | ")
-        elif item is _BR:
-            self.flush(force=True)
-        else:
-            self.flush()
-            if item is _PARA:
-                self.lines.append("")
-
-    def _text(self, text: str) -> None:
-        if self.pre_depth == 0:
-            self.current.append(_SPACES.sub(" ", text))
-            return
-        first, *rest = text.split("\n")
-        self.current.append(first)
-        for part in rest:
-            self.flush(force=True)
-            self.current.append(part)
-
-    def flush(self, force: bool = False) -> None:
-        line = "".join(self.current)
-        line = line.rstrip() if self.pre_depth else line.strip()
-        if line or force:
-            self.lines.append(line)
-        self.current = []
-
-
-_LOADERS: dict[str, Loader] = {
-    ".pdf": _load_pdf,
-    ".txt": _load_text,
-    ".md": _load_text,
-    ".markdown": _load_text,
-    ".html": _load_html,
-    ".htm": _load_html,
-}
-SUPPORTED_SUFFIXES: tuple[str, ...] = tuple(_LOADERS)

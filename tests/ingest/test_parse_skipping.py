@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest import loaders
-from ingest.loaders import file_fingerprint
+from ingest.loaders import SUPPORTED_SUFFIXES, common, file_fingerprint
 from ingest.pipeline import ingest
 from rag.config import Settings, load_settings
 from rag.errors import LoaderError
@@ -22,13 +21,20 @@ from rag.protocols import Embedder
 from rag.types import Document
 
 PAGE = (
-    "<html><body><h1>Relay</h1><p>The zephyr-relay daemon listens on TCP port 7341.</p>"
-    "{extra}</body></html>"
+    "<html><body><h1>Relay</h1><p>The zephyr-relay daemon listens on TCP port 7341.</p>{extra}</body></html>"
 )
 
 
-def must_not_parse(path: Path, **_: object) -> Document:
-    raise LoaderError(f"{path.as_posix()}: parsed although its bytes did not change")
+class MustNotParse:
+    """A Loader that fails when called: a file that reaches it was parsed."""
+
+    suffixes = SUPPORTED_SUFFIXES
+
+    def load(self, path: Path, **_: object) -> Document:
+        raise LoaderError(f"{path.as_posix()}: parsed although its bytes did not change")
+
+
+must_not_parse = MustNotParse()
 
 
 @pytest.fixture
@@ -86,7 +92,7 @@ def test_a_new_parser_version_parses_again(
     corpus: Path, settings: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ingest([corpus], settings, embedder)
-    monkeypatch.setattr(loaders, "PARSER_VERSION", "test-next")
+    monkeypatch.setattr(common, "PARSER_VERSION", "test-next")
     # Both files reach the loader again: skipping them would hide a parser fix from the index.
     assert ingest([corpus], settings, embedder, loader=must_not_parse).failed == 2
     summary = ingest([corpus], settings, embedder)

@@ -8,12 +8,13 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fpdf import FPDF
 from pypdf import PdfReader, PdfWriter
 
-from ingest.loaders import load_document
+from ingest.loaders import FORMATS, SuffixLoader
 from ingest.pipeline import ParseWorker, ingest
 from rag.config import Settings, load_settings
 from rag.errors import LoaderError
@@ -115,18 +116,20 @@ def test_a_file_that_turns_bad_keeps_its_indexed_version(
     assert "zephyr-restore" in hit.chunk.text
 
 
-# Loaders for the time-limit tests. They run in the parse worker process, which imports them by
-# module name, so they live at module level.
-def hanging_loader(path: Path, **kwargs: object) -> Document:
-    if path.name.startswith("hang"):
-        time.sleep(3600)
-    return load_document(path, **kwargs)  # type: ignore[arg-type]
+# Loaders for the time-limit tests: the real ones, except for files with a given name. They run
+# in the parse worker process, which unpickles them by class name, so they live at module level.
+class HangingLoader(SuffixLoader):
+    def load(self, path: Path, **kwargs: Any) -> Document:
+        if path.name.startswith("hang"):
+            time.sleep(3600)
+        return super().load(path, **kwargs)
 
 
-def crashing_loader(path: Path, **kwargs: object) -> Document:
-    if path.name.startswith("crash"):
-        os.kill(os.getpid(), signal.SIGSEGV)
-    return load_document(path, **kwargs)  # type: ignore[arg-type]
+class CrashingLoader(SuffixLoader):
+    def load(self, path: Path, **kwargs: Any) -> Document:
+        if path.name.startswith("crash"):
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return super().load(path, **kwargs)
 
 
 def test_a_hanging_file_is_stopped_and_the_batch_goes_on(tmp_path: Path, embedder: Embedder) -> None:
@@ -136,7 +139,7 @@ def test_a_hanging_file_is_stopped_and_the_batch_goes_on(tmp_path: Path, embedde
         (folder / name).write_text(f"{GOOD} ({name})")
     settings = load_settings(index_dir=tmp_path / "index", **{"ingest.file_timeout_s": 1})
     started = time.monotonic()
-    summary = ingest([folder], settings, embedder, loader=hanging_loader)
+    summary = ingest([folder], settings, embedder, loader=HangingLoader(FORMATS))
     assert time.monotonic() - started < 60
     assert (summary.added, summary.failed) == (3, 2)
     for err in summary.errors:
@@ -149,7 +152,7 @@ def test_a_parser_crash_fails_only_that_file(tmp_path: Path) -> None:
     for name in ("a.md", "crash.md", "b.md"):
         (folder / name).write_text(GOOD)
     results = {}
-    with ParseWorker(30, crashing_loader) as worker:
+    with ParseWorker(30, CrashingLoader(FORMATS)) as worker:
         for path in sorted(folder.iterdir()):
             try:
                 results[path.name] = worker.load(path).text
