@@ -10,7 +10,7 @@ Definitions follow RAGAS (README, "Where we differ from RAGAS, and why") with th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -28,27 +28,13 @@ CONTEXT_RELEVANCE_MIN_OVERLAP = 0.5
 N_GENERATED_QUESTIONS = 3
 
 
-@dataclass
-class StatementVerdict:
-    text: str
-    supported: bool
-    score: float
-    evidence: str = ""
-    context_index: int | None = None
-    missing: list[str] = field(default_factory=list)
-    reason: str = ""
-
-    @classmethod
-    def of(cls, text: str, s: Support) -> StatementVerdict:
-        return cls(
-            text,
-            bool(s.supported),
-            round(float(s.score), 4),
-            s.evidence,
-            s.context_index,
-            list(s.missing),
-            s.reason,
-        )
+def reported(statements: Sequence[str], supports: Sequence[Support]) -> list[Support]:
+    """The judge's verdicts as results report them: each names its statement (whatever the
+    judge filled in), the score rounded to 4 places."""
+    return [
+        replace(s, text=t, supported=bool(s.supported), score=round(float(s.score), 4))
+        for t, s in zip(statements, supports, strict=True)
+    ]
 
 
 def judge_many(judge: SupportJudge, statements: Sequence[str], contexts: Sequence[str]) -> list[Support]:
@@ -66,15 +52,12 @@ def checkable(statements: Sequence[str]) -> list[str]:
 # ---------------------------------------------------------------- faithfulness
 def faithfulness(
     answer: str, contexts: Sequence[str], judge: SupportJudge
-) -> tuple[float | None, list[StatementVerdict]]:
+) -> tuple[float | None, list[Support]]:
     """supported statements / statements; None when the answer makes no checkable statement."""
     statements = checkable(split_statements(answer))
     if not statements:
         return None, []
-    verdicts = [
-        StatementVerdict.of(t, s)
-        for t, s in zip(statements, judge_many(judge, statements, contexts), strict=True)
-    ]
+    verdicts = reported(statements, judge_many(judge, statements, contexts))
     return sum(v.supported for v in verdicts) / len(verdicts), verdicts
 
 
@@ -142,15 +125,12 @@ def context_precision(
 
 def context_recall(
     reference: str, contexts: Sequence[str], judge: SupportJudge
-) -> tuple[float | None, list[StatementVerdict]]:
+) -> tuple[float | None, list[Support]]:
     """Share of the reference's sentences supported by the contexts."""
     sentences = checkable(split_sentences(reference))
     if not sentences or not contexts:
         return (None if not sentences else 0.0), []
-    verdicts = [
-        StatementVerdict.of(t, s)
-        for t, s in zip(sentences, judge_many(judge, sentences, contexts), strict=True)
-    ]
+    verdicts = reported(sentences, judge_many(judge, sentences, contexts))
     return round(sum(v.supported for v in verdicts) / len(verdicts), 4), verdicts
 
 

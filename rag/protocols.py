@@ -97,14 +97,18 @@ class Loader(Protocol):
         ...
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Support:
-    """How well one statement is supported by a set of contexts, with the evidence for it."""
+    """The one statement verdict: how well one statement is supported by a set of contexts, with
+    the evidence for it. Judges return it, the answer path keeps one per sentence, the evaluator
+    reports it (``dataclasses.asdict`` is the JSON of a statement in eval results and in
+    POST /v1/evaluate), so "supported" means the same thing everywhere."""
 
-    score: float  # in [0, 1]; a calibrated-ish probability that the statement is supported
+    text: str = ""  # the statement judged
     supported: bool
-    context_index: int | None = None  # which context holds the best evidence
+    score: float  # in [0, 1]; a calibrated-ish probability that the statement is supported
     evidence: str = ""  # the context sentence that supports the statement best
+    context_index: int | None = None  # which context holds the best evidence
     missing: list[str] = field(default_factory=list)  # statement terms found in no context
     reason: str = ""
 

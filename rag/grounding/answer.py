@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rag.config import GroundingSettings
 from rag.grounding.text import markers, split_sentences, strip_markers, terms
@@ -45,12 +45,19 @@ def is_refusal(text: str) -> bool:
 
 
 @dataclass
-class SentenceVerdict:
+class AnswerSentence:
+    """One sentence of the draft: the judge's verdict on it (the one verdict type, Support, whose
+    ``text`` is the sentence without markers) and where it sits in the answer."""
+
     raw: str  # as the model wrote it
-    text: str  # without citation markers
     support: Support
     cited: list[int]  # 1-based positions in the retrieved chunk list
     weight: int  # number of content words: what this sentence claims
+
+    @property
+    def text(self) -> str:
+        """The sentence without citation markers, as judged."""
+        return self.support.text
 
 
 @dataclass
@@ -59,7 +66,7 @@ class GroundedAnswer:
     refused: bool
     reason: str
     supported_fraction: float = 0.0
-    sentences: list[SentenceVerdict] = field(default_factory=list)
+    sentences: list[AnswerSentence] = field(default_factory=list)
 
     @property
     def cited(self) -> list[int]:
@@ -85,7 +92,7 @@ def ground_answer(
     return GroundedAnswer(_with_markers(text, verdicts), False, "supported", fraction, verdicts)
 
 
-def _verdicts(text: str, contexts: Sequence[str], judge: SupportJudge) -> list[SentenceVerdict]:
+def _verdicts(text: str, contexts: Sequence[str], judge: SupportJudge) -> list[AnswerSentence]:
     sentences = split_sentences(text)
     plain = [strip_markers(s).strip() for s in sentences]
     supports = _judge_many(judge, plain, contexts)
@@ -95,7 +102,8 @@ def _verdicts(text: str, contexts: Sequence[str], judge: SupportJudge) -> list[S
         evidence = _evidence_marker(support)
         if evidence is not None:
             cited.add(evidence)
-        verdicts.append(SentenceVerdict(sentence, clean, support, sorted(cited), len(terms(clean).content)))
+        verdict = replace(support, text=clean)  # named even by a judge that leaves text empty
+        verdicts.append(AnswerSentence(sentence, verdict, sorted(cited), len(terms(clean).content)))
     return verdicts
 
 
@@ -137,7 +145,7 @@ def _backed_markers(
     return kept
 
 
-def _with_markers(text: str, verdicts: list[SentenceVerdict]) -> str:
+def _with_markers(text: str, verdicts: list[AnswerSentence]) -> str:
     """Rewrite each sentence in place with exactly the markers that passed the checks."""
     out, cursor = [], 0
     for v in verdicts:
@@ -158,6 +166,6 @@ def _refuse(
     settings: GroundingSettings,
     reason: str,
     fraction: float = 0.0,
-    verdicts: list[SentenceVerdict] | None = None,
+    verdicts: list[AnswerSentence] | None = None,
 ) -> GroundedAnswer:
     return GroundedAnswer(settings.refusal_message, True, reason, fraction, verdicts or [])

@@ -114,6 +114,7 @@ class LLMSupportJudge:
                 reason += "; not in the context: " + ", ".join(ev.missing[:8])
             out.append(
                 Support(
+                    text=statement,
                     score=p,
                     supported=supported,
                     context_index=ev.context_index if ev else None,

@@ -109,10 +109,11 @@ class LexicalSupportJudge:
     def _judge_one(self, statement: str, ctx: _Contexts, sims: np.ndarray) -> Support:
         f = self._features(statement, ctx, sims)
         if not f.checkable:
-            return Support(score=1.0, supported=True, reason="no checkable content")
+            return Support(text=statement, score=1.0, supported=True, reason="no checkable content")
         score = self.probability(f)
         context_index, evidence = ctx.sentences[f.best] if f.best is not None else (None, "")
         return Support(
+            text=statement,
             score=score,
             supported=score >= self.settings.min_support,
             context_index=context_index,
