@@ -39,7 +39,6 @@ def require_generator(state: State) -> AppState:
     raise HTTPException(503, f"the generator is unavailable ({state.generator_status}); check the server log")
 
 
-
 _bearer = HTTPBearer(
     auto_error=False,
     scheme_name="admin key",

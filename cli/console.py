@@ -12,6 +12,7 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeElapsedColumn
 
 from rag.config import Settings, load_settings
@@ -32,8 +33,12 @@ def run(action: Callable[[], T]) -> T:
 
 
 def fail(message: str) -> NoReturn:
-    """Print ``message`` as the command's one error line and exit with status 1."""
-    console.print(f"[bold red]error:[/] {message}")
+    """Print ``message`` as the command's one error line and exit with status 1.
+
+    Escaped, so a path or value with [brackets] prints as given; not wrapped, so the line stays
+    one line for grep and for the log of a CI job.
+    """
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(1)
 
 

@@ -84,9 +84,7 @@ def ask(
     )
 
 
-def _ask_local(
-    question: str, index: Path | None, config: Path | None, top_k: int | None, chosen: Any
-) -> Any:
+def _ask_local(question: str, index: Path | None, config: Path | None, top_k: int | None, chosen: Any) -> Any:
     from rag.components import build_generator, build_pipeline
 
     cfg = settings(config, index_dir=index)

@@ -13,6 +13,7 @@ from rag.embedding import make_embedder
 def torch_embedder():
     return make_embedder(EmbeddingSettings(backend="sentence-transformers"))
 
+
 TEXTS = [
     "Zephyr stores snapshots in /var/lib/zephyr/snapshots.",
     "The relay daemon listens on TCP port 7341.",
