@@ -16,7 +16,7 @@ import contextlib
 import multiprocessing
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ingest.loaders import FileScan, default_document_id, file_fingerprint, load_document, scan_files
+from ingest.loaders import DEFAULT_LOADER, FileScan, default_document_id, file_fingerprint, scan_files
 from rag.config import Settings
 from rag.errors import LoaderError
 from rag.metadata import MetadataError, MetadataLimits, check_metadata
-from rag.protocols import Embedder
+from rag.protocols import Embedder, Loader
 from rag.types import Chunk, Document
 
 if TYPE_CHECKING:  # imported where used: the parse worker imports this module, keep that light
@@ -38,8 +38,6 @@ if TYPE_CHECKING:  # imported where used: the parse worker imports this module, 
 TIMEOUT_HINT = "ingest.file_timeout_s (env RAG_INGEST__FILE_TIMEOUT_S)"
 PROGRESS_BATCHES = 4  # embedder batches per progress update when a flush is large
 STARTUP_TIMEOUT_S = 120.0  # for the parse worker to start; not counted against any file
-
-Loader = Callable[..., Document]  # load_document's signature: (path, *, doc_id, max_bytes)
 
 
 class ProgressSink(Protocol):
@@ -103,7 +101,7 @@ def ingest(
     metadata: Mapping[str, dict[str, Any]] | None = None,
     specs: Mapping[str, FileSpec] | None = None,
     progress: ProgressSink | None = None,
-    loader: Loader = load_document,
+    loader: Loader = DEFAULT_LOADER,
 ) -> IngestSummary:
     """Index ``paths`` (files or folders) into ``settings.index_dir``; see the module docstring.
 
@@ -111,7 +109,8 @@ def ingest(
     with no entry keeps the metadata it was indexed with. ``specs`` maps a path to its
     :class:`FileSpec`. ``sync`` deletes documents under the given folders whose files are gone
     (never under a folder that could not be listed: its files are not gone, only unreadable).
-    ``loader`` must be a module-level function (it is sent to the parse worker by name).
+    ``loader`` must be picklable, an instance of a module-level class (it is sent to the parse
+    worker).
     """
     from ingest.chunking import Chunker
 
@@ -358,7 +357,7 @@ class ParseWorker:
     ``ingest()`` at import time must guard it with ``if __name__ == "__main__":``.
     """
 
-    def __init__(self, timeout_s: float, loader: Loader = load_document) -> None:
+    def __init__(self, timeout_s: float, loader: Loader = DEFAULT_LOADER) -> None:
         self.timeout_s = timeout_s
         self.loader = loader
         self._proc: multiprocessing.process.BaseProcess | None = None
@@ -508,7 +507,7 @@ def _run_loader(loader: Loader, path: Path, kwargs: dict[str, Any]) -> tuple[str
     """("ok", Document) or ("error", message): in the worker and in-process alike, no exception
     from one file (a loader bug, an OSError it missed) may abort the batch."""
     try:
-        return "ok", loader(path, **kwargs)
+        return "ok", loader.load(path, **kwargs)
     except LoaderError as exc:
         return "error", str(exc)
     except Exception as exc:  # a loader bug: report it against this file, keep going
