@@ -3,7 +3,16 @@
 Values come, highest priority first, from: explicit overrides (CLI flags), ``RAG_*`` environment
 variables (nested with ``__``, e.g. ``RAG_RETRIEVAL__TOP_K=8``), the YAML file named by
 ``RAG_CONFIG`` (default ``configs/default.yaml`` when it exists), then the defaults below.
-Secrets (API keys) are read from the environment only; they are never written to an index.
+Secrets (API keys) are read from the environment only; they are never written to an index, and
+a config file that holds one is refused.
+
+Mistakes fail at start-up (rag/config_check.py turns them into one ConfigError line each): every
+section forbids unknown keys, so ``retrieval: {topk: 9}`` in YAML, ``RAG_GENERATOR__TIMEOUT=5`` in
+the environment and a ``retrieval.topk`` override are errors naming the key, its source and the
+likely intended key. Top-level ``RAG_*`` variables that match no field are ignored (the prefix is
+shared with ``RAG_CONFIG`` and test/tooling switches), except when they are plainly a misspelt
+setting: ``RAG_SERVER_PORT`` (one underscore after a section name) or a name close to a top-level
+field, which are errors suggesting the right variable.
 """
 
 from __future__ import annotations
@@ -11,9 +20,9 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,10 +30,25 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from rag.config_check import refuse_mistakes, refuse_secrets
+
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
 
 
-class EmbeddingSettings(BaseModel):
+class Section(BaseModel):
+    """Base of every settings section: an unknown key (a typo such as ``topk``) is an error, not
+    silently dropped, whether it comes from YAML, the environment or a CLI override."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _expand_home(cls, v: Any) -> Any:
+        """``~/...`` in YAML or the environment means the home directory, as in a shell."""
+        return v.expanduser() if isinstance(v, Path) else v
+
+
+class EmbeddingSettings(Section):
     # "onnx-int8" (default: int8 ONNX export of the model, exported once into ~/.cache/rag-service),
     # "onnx" (fp32 export, the same vectors as torch), "sentence-transformers" (torch), or a dotted
     # "package.module:ClassName". Chosen by bench/ingest.py: int8 embeds ~1.4x faster than torch here
@@ -37,9 +61,11 @@ class EmbeddingSettings(BaseModel):
     # Role prefixes for models trained with them (e.g. e5: "query: " / "passage: ").
     query_prefix: str = ""
     passage_prefix: str = ""
+    # Where the ONNX exports (fp32 and int8) of embedding models are written, once per model.
+    cache_dir: Path = Path.home() / ".cache" / "rag-service" / "onnx"
 
 
-class ChunkingSettings(BaseModel):
+class ChunkingSettings(Section):
     # Measured in the embedder's own word pieces, so no chunk is silently truncated when embedded.
     chunk_tokens: int = Field(200, ge=16)
     overlap_tokens: int = Field(32, ge=0)
@@ -54,7 +80,7 @@ class ChunkingSettings(BaseModel):
         return self
 
 
-class IngestSettings(BaseModel):
+class IngestSettings(Section):
     max_file_mb: float = Field(50.0, gt=0)
     extensions: list[str] = [".pdf", ".txt", ".md", ".markdown", ".html", ".htm"]
     # How long a writer waits for another process's ingest to finish before giving up.
@@ -64,13 +90,26 @@ class IngestSettings(BaseModel):
     file_timeout_s: float = Field(60.0, ge=0)
 
 
-class RetrievalSettings(BaseModel):
+class IndexSettings(Section):
+    # The store backend (rag.registry kind "store"): "faiss" (FAISS vectors + SQLite text, versioned
+    # under index_dir) or "package.module:ClassName" implementing rag.protocols.VectorStore.
+    store: str = "faiss"
+    # Committed versions kept on disk: the live one plus its predecessors, for readers still
+    # finishing a query on an older one (faiss store).
+    keep_versions: int = Field(2, ge=1)
+
+
+class RetrievalSettings(Section):
     top_k: int = Field(4, ge=1, le=100)
     # Below this cosine score the best chunk is treated as off-topic: refuse without calling the LLM.
+    # Applied to the hits' raw dense cosine (ScoredChunk.dense_score), whatever reranks them after.
     min_score: float = Field(0.30, ge=-1.0, le=1.0)
+    # The retriever (rag.registry kind "retriever"): "dense" (embed the query, top-k by cosine) or
+    # "package.module:ClassName" implementing rag.protocols.Retriever.
+    retriever: str = "dense"
 
 
-class GeneratorSettings(BaseModel):
+class GeneratorSettings(Section):
     # "transformers" (local GGUF), "openai" (any compatible server) or "package.module:ClassName";
     # checked when the generator is built, so a plugin class needs no change here.
     backend: str = "transformers"
@@ -87,7 +126,7 @@ class GeneratorSettings(BaseModel):
     cache_dir: Path = Path.home() / ".cache" / "rag-service"
 
 
-class SupportWeights(BaseModel):
+class SupportWeights(Section):
     """Logistic weights of the support score: P(supported) = sigmoid(bias + coverage * share of
     the statement's content words found in the contexts + similarity * cosine to the best context
     sentence + missing_critical * number of numbers/paths/names absent from the contexts +
@@ -108,7 +147,7 @@ class SupportWeights(BaseModel):
     contradiction: float = -1.66
 
 
-class GroundingSettings(BaseModel):
+class GroundingSettings(Section):
     weights: SupportWeights = SupportWeights()
     # A sentence is "supported" when its support score reaches this value.
     min_support: float = Field(0.5, ge=0.0, le=1.0)
@@ -117,23 +156,33 @@ class GroundingSettings(BaseModel):
     refusal_message: str = "The documents do not contain the answer to this question."
     # Which judge decides "supported": "support" (lexical + embedding, deterministic, no LLM) or
     # "llm" (the configured generator: yes/no next-token probability, or JSON from a remote one).
-    judge: Literal["support", "llm"] = "support"
+    # Any other judge: "package.module:ClassName" (rag.registry kind "judge").
+    judge: str = "support"
     # LLM judge: a statement is supported when P(yes) reaches this value.
     llm_min_support: float = Field(0.5, ge=0.0, le=1.0)
     # LLM judge over a remote (JSON) generator: extra attempts after an unparsable reply.
     llm_retries: int = Field(2, ge=0, le=10)
+    # LLM judge: context characters put in one verdict's prompt (contexts in order, the last one
+    # cut). Bounded by the model's context window; 6000 keeps a verdict to a few seconds on CPU.
+    llm_max_context_chars: int = Field(6000, ge=200)
 
 
-class ServerSettings(BaseModel):
+class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     # On SIGTERM, in-flight requests get this long to finish; then they are cancelled (their
     # worker threads see the cancellation and stop), so a stop never waits on one long request.
     graceful_shutdown_s: float = Field(10.0, ge=0)
-    max_question_chars: int = Field(2000, ge=1)
+    # Longest question (and search query). The HTTP schema's bound is this default, so a value may
+    # lower it only: a higher one would be refused by the schema anyway, so it is refused here.
+    max_question_chars: int = Field(2000, ge=1, le=2000)
     admin_api_key: SecretStr | None = None
     # Largest POST /v1/documents body (all files together); larger uploads get 413.
     max_upload_mb: float = Field(100.0, gt=0)
+    # Files in one POST /v1/documents request; more get 422.
+    max_upload_files: int = Field(1000, ge=1)
+    # DELETE /v1/documents/{id} waits this long for a running ingest job to commit, then gets 409.
+    delete_lock_wait_s: float = Field(5.0, ge=0)
     # Largest body of every other route, counted on the bytes received (chunked bodies included).
     max_body_kb: int = Field(64, ge=1)
     # POST /v1/evaluate carries whole contexts, so it has its own, larger bound.
@@ -155,7 +204,7 @@ class ServerSettings(BaseModel):
     keep_jobs: int = Field(200, ge=1)
 
 
-class EvaluateSettings(BaseModel):
+class EvaluateSettings(Section):
     """Bounds on one POST /v1/evaluate request. Its cost grows with answer sentences x context
     sentences (each answer statement is compared with every context sentence, and every context
     sentence is embedded), so an anonymous client must not choose it freely. The API schema's
@@ -171,6 +220,32 @@ class EvaluateSettings(BaseModel):
     max_reference_sentences: int = Field(40, ge=1)
 
 
+class MetricsSettings(Section):
+    """Thresholds and weights of the evaluator's metrics (`rag eval`, POST /v1/evaluate). The
+    cosine threshold depends on the embedding model: re-check it when embedding.model changes."""
+
+    # Context relevance: a context sentence counts as relevant when its cosine to the question
+    # reaches this value, or when it holds this share of the question's content words. Cosine alone
+    # misses short keyword questions, overlap alone misses paraphrase. 0.45 was chosen on MiniLM
+    # question/sentence cosines of the sample corpus: on-topic sentences mostly 0.45-0.7,
+    # neighbouring off-topic ones 0.1-0.4.
+    context_relevance_min_cosine: float = Field(0.45, ge=-1.0, le=1.0)
+    context_relevance_min_overlap: float = Field(0.5, ge=0.0, le=1.0)
+    # Answer correctness = this * statement F1 + (1 - this) * cosine(answer, reference) (RAGAS).
+    correctness_f1_weight: float = Field(0.75, ge=0.0, le=1.0)
+    # Questions generated from an answer for answer_relevance_generated (one LLM call).
+    generated_questions: int = Field(3, ge=1, le=10)
+
+
+class _YamlSource(YamlConfigSettingsSource):
+    """The YAML file, refusing secrets: a file is committed, copied and shared; the environment
+    (or a secret manager feeding it) is where an API key belongs."""
+
+    def __init__(self, settings_cls: type[BaseSettings], yaml_file: Path | None) -> None:
+        super().__init__(settings_cls, yaml_file)
+        refuse_secrets(self.yaml_data, settings_cls, str(yaml_file))
+
+
 class Settings(BaseSettings):
     """The service's configuration; see configs/default.yaml for every field with comments."""
 
@@ -179,6 +254,7 @@ class Settings(BaseSettings):
     )
 
     index_dir: Path = Path("./index")
+    index: IndexSettings = IndexSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
     chunking: ChunkingSettings = ChunkingSettings()
     ingest: IngestSettings = IngestSettings()
@@ -187,6 +263,7 @@ class Settings(BaseSettings):
     grounding: GroundingSettings = GroundingSettings()
     server: ServerSettings = ServerSettings()
     evaluate: EvaluateSettings = EvaluateSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @field_validator("index_dir")
     @classmethod
@@ -202,7 +279,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, _config_path()))
+        return (init_settings, env_settings, _YamlSource(settings_cls, _config_path()))
 
 
 # The YAML file named by load_settings(config_file=...): a context variable, not os.environ, so a
@@ -227,6 +304,7 @@ def _config_path() -> Path | None:
     return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
 
+@refuse_mistakes(lambda: Settings, lambda f: Path(f).expanduser() if f is not None else _config_path())
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
     """Build settings from YAML + env, then apply overrides (nested dicts or dotted keys).
 
