@@ -32,3 +32,12 @@ def test_python_dash_m_cli_teaches_rag() -> None:
     assert r.returncode == 0 and "Usage: rag " in r.stdout
     for command in ("ingest", "delete", "search", "ask", "documents", "info", "serve", "eval"):
         assert command in r.stdout
+
+
+def test_a_mistake_in_the_config_file_is_one_line_naming_key_and_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "typo.yaml"
+    cfg.write_text("retrieval:\n  topk: 3\n")
+    r = rag("search", "anything", "--config", str(cfg))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1, r.stderr
+    assert "topk" in lines[0] and "typo.yaml" in lines[0]
