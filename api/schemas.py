@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from api.public_ids import public_id
 from rag.index.filters import SearchFilter
 from rag.pipeline import Answer
+from rag.pipeline import Citation as AnswerCitation
 from rag.types import ScoredChunk
 
 MAX_QUESTION_CHARS = 2000  # the schema's bound; server.max_question_chars may lower it
@@ -72,6 +73,23 @@ class SearchRequest(RequestModel):
     filters: Filters | None = Field(None, description="Restrict the search to matching documents.")
 
 
+def hit_fields(hit: ScoredChunk) -> dict[str, Any]:
+    """A retrieved chunk as the API shows it (search results and citations alike): the one
+    conversion, with the document id made public (api.public_ids) and the score rounded."""
+    c = hit.chunk
+    return {
+        "chunk_id": c.id or 0,
+        "document_id": public_id(c.document_id),
+        "source": c.source,
+        "page": c.page,
+        "start": c.start,
+        "end": c.end,
+        "score": round(hit.score, 4),
+        "text": c.text,
+        "metadata": hit.metadata,
+    }
+
+
 class ChunkOut(BaseModel):
     rank: int
     chunk_id: int
@@ -86,22 +104,12 @@ class ChunkOut(BaseModel):
 
     @classmethod
     def from_hit(cls, hit: ScoredChunk, rank: int) -> ChunkOut:
-        c = hit.chunk
-        return cls(
-            rank=rank,
-            chunk_id=c.id or 0,
-            document_id=public_id(c.document_id),
-            source=c.source,
-            page=c.page,
-            start=c.start,
-            end=c.end,
-            score=round(hit.score, 4),
-            text=c.text,
-            metadata=hit.metadata,
-        )
+        return cls(rank=rank, **hit_fields(hit))
 
 
 class Citation(BaseModel):
+    """The HTTP form of rag.pipeline.Citation (built only by ``of``)."""
+
     n: int = Field(description="The number used by the answer's [n] markers.")
     chunk_id: int
     document_id: str
@@ -112,6 +120,10 @@ class Citation(BaseModel):
     score: float
     text: str
     metadata: dict[str, Any] = {}
+
+    @classmethod
+    def of(cls, citation: AnswerCitation) -> Citation:
+        return cls(n=citation.n, **hit_fields(citation.hit))
 
 
 class Timings(BaseModel):
@@ -129,21 +141,7 @@ class QueryResponse(BaseModel):
 
     @classmethod
     def from_answer(cls, a: Answer) -> QueryResponse:
-        citations = [
-            Citation(
-                n=c.n,
-                chunk_id=c.hit.chunk.id or 0,
-                document_id=public_id(c.hit.chunk.document_id),
-                source=c.hit.chunk.source,
-                page=c.hit.chunk.page,
-                start=c.hit.chunk.start,
-                end=c.hit.chunk.end,
-                score=round(c.hit.score, 4),
-                text=c.hit.chunk.text,
-                metadata=c.hit.metadata,
-            )
-            for c in a.citations
-        ]
+        citations = [Citation.of(c) for c in a.citations]
         return cls(
             answer=a.answer,
             refused=a.refused,

@@ -23,6 +23,9 @@ from rag.types import ScoredChunk
 
 @dataclass
 class Citation:
+    """A chunk the answer's [n] markers refer to: the one citation type (the HTTP response
+    converts it in one place, api.schemas.Citation.of)."""
+
     n: int  # the chunk's number in the prompt and in the answer's [n] markers
     hit: ScoredChunk
 
