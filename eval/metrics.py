@@ -14,18 +14,14 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from rag.config import MetricsSettings
 from rag.grounding.statements import split_statements
 from rag.grounding.text import split_sentences, terms
 from rag.protocols import Embedder, GenerationParams, Generator, Support, SupportJudge
 
-# Context relevance (no reference): a context sentence counts as relevant to the question when its
-# cosine to the question (MiniLM) reaches this value, or when it shares at least half of the
-# question's content words. Cosine alone misses short keyword questions; overlap alone misses
-# paraphrase. 0.45 was chosen by looking at MiniLM question/sentence cosines on the sample corpus:
-# on-topic sentences mostly score 0.45-0.7, neighbouring off-topic ones 0.1-0.4.
-CONTEXT_RELEVANCE_MIN_COSINE = 0.45
-CONTEXT_RELEVANCE_MIN_OVERLAP = 0.5
-N_GENERATED_QUESTIONS = 3
+# Thresholds and weights are the `metrics:` config section (why each value: rag/config.py,
+# MetricsSettings); callers pass the configured one, these defaults serve direct use and tests.
+DEFAULT_METRICS = MetricsSettings()
 
 
 def reported(statements: Sequence[str], supports: Sequence[Support]) -> list[Support]:
@@ -73,7 +69,9 @@ def answer_relevance_embedding(question: str, answer: str, embedder: Embedder) -
     return round(max(_cos(q, a), 0.0), 4)
 
 
-def generate_questions(answer: str, generator: Generator, n: int = N_GENERATED_QUESTIONS) -> list[str]:
+def generate_questions(
+    answer: str, generator: Generator, n: int = DEFAULT_METRICS.generated_questions
+) -> list[str]:
     """RAGAS-style: n questions the answer would answer, one generation, one question per line."""
     messages = [
         {
@@ -134,8 +132,15 @@ def context_recall(
     return round(sum(v.supported for v in verdicts) / len(verdicts), 4), verdicts
 
 
-def context_relevance(question: str, contexts: Sequence[str], embedder: Embedder) -> float | None:
-    """Share of context sentences relevant to the question (cosine or content-word overlap)."""
+def context_relevance(
+    question: str,
+    contexts: Sequence[str],
+    embedder: Embedder,
+    metrics: MetricsSettings = DEFAULT_METRICS,
+) -> float | None:
+    """Share of context sentences relevant to the question: cosine at least
+    metrics.context_relevance_min_cosine, or content-word overlap at least
+    metrics.context_relevance_min_overlap."""
     sentences = [s for c in contexts for s in split_sentences(c)]
     if not sentences:
         return None
@@ -145,7 +150,7 @@ def context_relevance(question: str, contexts: Sequence[str], embedder: Embedder
     relevant = 0
     for sentence, sim in zip(sentences, sims, strict=True):
         overlap = len(q_terms & terms(sentence).content) / len(q_terms) if q_terms else 0.0
-        if sim >= CONTEXT_RELEVANCE_MIN_COSINE or overlap >= CONTEXT_RELEVANCE_MIN_OVERLAP:
+        if sim >= metrics.context_relevance_min_cosine or overlap >= metrics.context_relevance_min_overlap:
             relevant += 1
     return round(relevant / len(sentences), 4)
 
@@ -167,10 +172,15 @@ class Correctness:
 
 
 def answer_correctness(
-    answer: str, reference: str, judge: SupportJudge, embedder: Embedder
+    answer: str,
+    reference: str,
+    judge: SupportJudge,
+    embedder: Embedder,
+    metrics: MetricsSettings = DEFAULT_METRICS,
 ) -> Correctness | None:
-    """0.75 * F1 + 0.25 * cos(E(a), E(g)); TP/FP from answer statements judged against the
-    reference, FN from reference statements judged against the answer."""
+    """w * F1 + (1 - w) * cos(E(a), E(g)) with w = metrics.correctness_f1_weight (0.75); TP/FP
+    from answer statements judged against the reference, FN from reference statements judged
+    against the answer."""
     a_st = checkable(split_statements(answer))
     g_st = checkable(split_statements(reference))
     if not a_st or not g_st:
@@ -183,8 +193,9 @@ def answer_correctness(
     f1 = tp / (tp + 0.5 * (fp + fn)) if tp else 0.0
     vecs = embedder.embed_documents([answer, reference])
     sim = max(_cos(vecs[0], vecs[1]), 0.0)
+    w = metrics.correctness_f1_weight
     return Correctness(
-        round(0.75 * f1 + 0.25 * sim, 4),
+        round(w * f1 + (1 - w) * sim, 4),
         round(f1, 4),
         round(sim, 4),
         tp,

@@ -80,7 +80,9 @@ class Evaluator:
                 g.weights.model_dump(),
                 g.min_support,
                 g.llm_min_support,
+                g.llm_max_context_chars,
                 self.settings.embedding.model,
+                self.settings.metrics.model_dump(),
             ],
             sort_keys=True,
         )
@@ -136,7 +138,10 @@ class Evaluator:
             metrics["answer_relevance"] = answer_relevance_embedding(sample.question, clean, self.embedder)
             if self.question_generator is not None:
                 qs = attempt(
-                    "answer_relevance_generated", lambda: generate_questions(clean, self.question_generator)
+                    "answer_relevance_generated",
+                    lambda: generate_questions(
+                        clean, self.question_generator, self.settings.metrics.generated_questions
+                    ),
                 )
                 if qs is not None:
                     record["generated_questions"] = qs
@@ -148,7 +153,9 @@ class Evaluator:
             if sample.reference:
                 c = attempt(
                     "answer_correctness",
-                    lambda: answer_correctness(clean, sample.reference, self.judge, self.embedder),
+                    lambda: answer_correctness(
+                        clean, sample.reference, self.judge, self.embedder, self.settings.metrics
+                    ),
                 )
                 if c is not None:
                     metrics["answer_correctness"] = c.score
@@ -162,7 +169,9 @@ class Evaluator:
                 metrics["context_recall"], recall_verdicts = r
                 record["reference_verdicts"] = [asdict(v) for v in recall_verdicts]
         if texts:
-            metrics["context_relevance"] = context_relevance(sample.question, texts, self.embedder)
+            metrics["context_relevance"] = context_relevance(
+                sample.question, texts, self.embedder, self.settings.metrics
+            )
         metrics["refusal_correctness"] = refusal_correct(refused, sample.answerable)
         record["metrics"] = metrics
         record["error"] = (

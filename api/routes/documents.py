@@ -35,10 +35,8 @@ from rag.units import format_mib, mib_to_bytes
 
 router = APIRouter(tags=["documents"])
 
-MAX_FILES = 1000  # per upload request
 MAX_FIELD_BYTES = 1024 * 1024  # the `metadata` form field
 MAX_NAME_BYTES = 255
-DELETE_LOCK_WAIT_S = 5.0  # a DELETE waits this long for a running job's commit, then gets 409
 LIMIT_HINT = "server.max_upload_mb (env RAG_SERVER__MAX_UPLOAD_MB)"
 # Sent with refusals that leave part of the body unread: otherwise the server would keep the
 # connection alive and read (and discard) the rest of a possibly huge upload.
@@ -97,7 +95,7 @@ async def upload_documents(request: Request, response: Response, state: State, j
     boundary = _boundary(request.headers.get("content-type", ""))
     incoming = uploads_dir(state.settings.index_dir) / INCOMING / uuid.uuid4().hex
     incoming.mkdir(parents=True)
-    receiver = _MultipartReceiver(boundary, incoming, limit)
+    receiver = _MultipartReceiver(boundary, incoming, limit, state.settings.server.max_upload_files)
     try:
         try:
             async for chunk in request.stream():
@@ -180,7 +178,7 @@ def delete_document(doc_id: str, state: State, jobs: Jobs) -> DocumentDeleted:
     stored = stored_id(state.pipeline.retriever.index.get(), doc_id)
     if stored is None:
         raise HTTPException(404, _not_found(doc_id))
-    with IndexWriter.for_existing(root, lock_timeout_s=DELETE_LOCK_WAIT_S) as writer:
+    with IndexWriter.for_existing(root, lock_timeout_s=state.settings.server.delete_lock_wait_s) as writer:
         if not writer.delete(stored):
             raise HTTPException(404, _not_found(doc_id))
         version = writer.commit().version
@@ -245,8 +243,9 @@ class _MultipartReceiver:
     """Feeds the body through python-multipart's streaming parser: file parts go straight to
     files in ``incoming`` (hashed as they are written), form fields are kept (bounded)."""
 
-    def __init__(self, boundary: bytes, incoming: Path, limit: int) -> None:
+    def __init__(self, boundary: bytes, incoming: Path, limit: int, max_files: int) -> None:
         self.incoming = incoming
+        self.max_files = max_files
         self.limit = limit
         self.seen = 0
         self.files: list[_Part] = []
@@ -301,8 +300,12 @@ class _MultipartReceiver:
         elif filename is not None:
             part.filename = filename.decode("utf-8", "replace")
         if part.filename is not None:
-            if len(self.files) >= MAX_FILES:
-                raise HTTPException(422, f"more than {MAX_FILES} files in one upload; split it")
+            if len(self.files) >= self.max_files:
+                raise HTTPException(
+                    422,
+                    f"more than {self.max_files} files in one upload; split it "
+                    "(server.max_upload_files, env RAG_SERVER__MAX_UPLOAD_FILES)",
+                )
             part.path = self.incoming / f"{len(self.files):05d}"
             part.fh = open(part.path, "wb")  # noqa: SIM115 - closed in _part_end / close()
 

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from api.cancel import raise_if_cancelled, run_cancellable
 from api.deps import State
+from api.schemas import QuestionText, question_over_limit
 from api.state import AppState
 from eval.caching import CachingEmbedder
 from eval.metrics import (
@@ -51,7 +52,7 @@ STATEMENTS_PER_CHECK = 8
 
 
 class EvaluateRequest(BaseModel):
-    question: str = Field(min_length=1, max_length=4000)
+    question: QuestionText
     answer: str = Field(max_length=SCHEMA_LIMITS.max_answer_chars)
     contexts: list[Annotated[str, Field(max_length=SCHEMA_LIMITS.max_context_chars)]] = Field(
         min_length=1,
@@ -96,7 +97,9 @@ class EvaluateResponse(BaseModel):
     responses={422: {"description": "Invalid body, or over one of the `evaluate:` bounds (named)."}},
 )
 async def evaluate(body: EvaluateRequest, state: State, request: Request) -> EvaluateResponse:
-    problem = over_limit(body, state.settings.evaluate)
+    problem = question_over_limit(body.question, state.settings.server) or over_limit(
+        body, state.settings.evaluate
+    )
     if problem:
         raise HTTPException(422, problem)
     return await run_cancellable(request, lambda cancel: _evaluate(body, state, cancel))
@@ -140,7 +143,7 @@ def _evaluate(body: EvaluateRequest, state: AppState, cancel: threading.Event) -
         refused=refused,
         faithfulness=None,
         answer_relevance=None,
-        context_relevance=context_relevance(body.question, body.contexts, embedder),
+        context_relevance=context_relevance(body.question, body.contexts, embedder, state.settings.metrics),
     )
     if not refused:
         raise_if_cancelled(cancel)
@@ -150,7 +153,7 @@ def _evaluate(body: EvaluateRequest, state: AppState, cancel: threading.Event) -
         out.answer_relevance = answer_relevance_embedding(body.question, answer, embedder)
         if body.reference:
             raise_if_cancelled(cancel)
-            c = answer_correctness(answer, body.reference, judge, embedder)
+            c = answer_correctness(answer, body.reference, judge, embedder, state.settings.metrics)
             out.answer_correctness = c.score if c else None
     if body.reference:
         raise_if_cancelled(cancel)

@@ -21,7 +21,7 @@ from api.cancel import ClientDisconnected, raise_if_cancelled, run_cancellable
 from api.deps import State, require_generator
 from api.errors import error_body, status_of
 from api.gate import QueueFull
-from api.schemas import ErrorBody, QueryRequest, QueryResponse
+from api.schemas import ErrorBody, QueryRequest, QueryResponse, question_over_limit
 from api.state import AppState
 from rag.index.filters import SearchFilter
 from rag.pipeline import Answer
@@ -63,9 +63,9 @@ async def query(
     similar enough or the draft is not supported by the chunks; citations name the chunks that
     support the answer. One answer is generated at a time; when `server.max_waiting_questions`
     are already waiting, the request gets 429 with `Retry-After`."""
-    limit = state.settings.server.max_question_chars
-    if len(body.question) > limit:
-        raise HTTPException(422, f"question is {len(body.question)} characters; the limit is {limit}")
+    problem = question_over_limit(body.question, state.settings.server)
+    if problem:
+        raise HTTPException(422, problem)
     require_generator(state)  # after validation: a bad body is a 422 whatever the model's state
     gate = state.gate
     if gate.busy and gate.waiting >= gate.max_waiting:

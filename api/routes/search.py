@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 
 from api.deps import State
-from api.schemas import ChunkOut, ErrorBody, SearchRequest, SearchResponse
+from api.schemas import ChunkOut, ErrorBody, SearchRequest, SearchResponse, question_over_limit
 
 router = APIRouter(tags=["search"])
 
@@ -21,6 +21,9 @@ router = APIRouter(tags=["search"])
 def search(body: SearchRequest, state: State) -> SearchResponse:
     """`filters` (metadata, source prefix) restrict the candidates before the top-k is taken.
     `index_version` names the one committed version all results come from."""
+    problem = question_over_limit(body.query, state.settings.server)
+    if problem:
+        raise HTTPException(422, problem)
     started = time.perf_counter()
     retriever = state.pipeline.retriever
     reader = retriever.index.get()

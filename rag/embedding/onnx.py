@@ -35,7 +35,6 @@ from rag.config import EmbeddingSettings
 from rag.embedding.factory import resolve_model_path
 from rag.errors import ConfigError
 
-CACHE_ROOT = Path.home() / ".cache" / "rag-service" / "onnx"
 # Bumped whenever the export or quantization recipe changes, so stale cached files are not reused.
 RECIPE_VERSION = "2"
 OPSET = 17
@@ -64,7 +63,7 @@ class OnnxEmbedder:
         self.batch_size = settings.batch_size
         folder = resolve_model_path(settings.model)
         self._max_seq, self._pooling = _read_st_config(folder)
-        self._files = ModelFiles(folder, cache_dir or CACHE_ROOT)
+        self._files = ModelFiles(folder, cache_dir or settings.cache_dir)
         path = self._files.int8() if self.quantized else self._files.fp32()
 
         options = ort.SessionOptions()

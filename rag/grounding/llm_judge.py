@@ -32,7 +32,6 @@ JSON_INSTRUCTION = (
     '{"verdict": "yes"} or {"verdict": "no"}.'
 )
 RETRY_INSTRUCTION = 'Your reply was not valid. Reply with exactly {"verdict": "yes"} or {"verdict": "no"}.'
-MAX_CONTEXT_CHARS = 6000  # keeps one verdict within a few seconds of prompt processing on CPU
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
 _OBJECT = re.compile(r"\{[^{}]*\}", re.DOTALL)
@@ -71,10 +70,11 @@ def parse_verdict(text: str) -> bool | None:
     return _TRUTHY[bare.group(1).lower()] if bare else None
 
 
-def build_prompt(statement: str, contexts: Sequence[str], instruction: str) -> list[Message]:
+def build_prompt(statement: str, contexts: Sequence[str], instruction: str, max_chars: int) -> list[Message]:
+    """At most ``max_chars`` of context (grounding.llm_max_context_chars), in the given order."""
     passages, used = [], 0
     for i, c in enumerate(contexts, 1):
-        room = MAX_CONTEXT_CHARS - used
+        room = max_chars - used
         if room <= 0:
             break
         passages.append(f"[{i}] {c[:room]}")
@@ -129,14 +129,18 @@ class LLMSupportJudge:
         if isinstance(self.generator, YesNoScorer):
             try:
                 return float(
-                    self.generator.yes_probability(build_prompt(statement, contexts, YES_NO_INSTRUCTION))
+                    self.generator.yes_probability(
+                        build_prompt(
+                            statement, contexts, YES_NO_INSTRUCTION, self.settings.llm_max_context_chars
+                        )
+                    )
                 )
             except RagError as exc:
                 raise JudgeError(f"the LLM judge failed: {exc}") from exc
         return 1.0 if self._json_verdict(statement, contexts) else 0.0
 
     def _json_verdict(self, statement: str, contexts: Sequence[str]) -> bool:
-        messages = build_prompt(statement, contexts, JSON_INSTRUCTION)
+        messages = build_prompt(statement, contexts, JSON_INSTRUCTION, self.settings.llm_max_context_chars)
         params = GenerationParams(max_tokens=24, temperature=0.0)
         replies = []
         for _ in range(self.settings.llm_retries + 1):
