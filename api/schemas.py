@@ -7,12 +7,26 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from api.public_ids import public_id
+from rag.config import ServerSettings
 from rag.index.filters import SearchFilter
 from rag.pipeline import Answer
 from rag.pipeline import Citation as AnswerCitation
 from rag.types import ScoredChunk
 
-MAX_QUESTION_CHARS = 2000  # the schema's bound; server.max_question_chars may lower it
+# The schema's bound is the default of server.max_question_chars (one source); a configured value
+# may lower it, and the routes check that value with question_over_limit.
+MAX_QUESTION_CHARS: int = ServerSettings.model_fields["max_question_chars"].default
+
+
+def question_over_limit(text: str, server: ServerSettings) -> str | None:
+    """A message naming the configured bound when ``text`` is over it; None when within."""
+    limit = server.max_question_chars
+    if len(text) <= limit:
+        return None
+    return (
+        f"question is {len(text)} characters; the limit is {limit} "
+        "(server.max_question_chars, env RAG_SERVER__MAX_QUESTION_CHARS)"
+    )
 
 
 def _not_blank(v: str) -> str:
