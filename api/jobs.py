@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from api.public_ids import UPLOAD_PREFIX
+from api.schemas import UploadedFile
 from ingest.loaders import file_fingerprint
 from ingest.pipeline import FileSpec, ingest
 from rag.config import Settings
@@ -70,26 +71,6 @@ def stored_files(index_dir: Path) -> list[Path]:
 
 
 @dataclass
-class UploadedFile:
-    name: str
-    path: Path  # where it is stored under <index>/uploads
-    bytes: int
-    sha256: str
-
-    @property
-    def document_id(self) -> str:
-        return upload_doc_id(self.name)
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "document_id": self.document_id,
-            "bytes": self.bytes,
-            "sha256": self.sha256,
-        }
-
-
-@dataclass
 class Job:
     id: str
     files: list[UploadedFile]
@@ -119,7 +100,7 @@ class Job:
             "finished_at": self.finished_at,
             "stage": self.stage,
             "progress": {k: dict(v) for k, v in self.progress.items()},
-            "files": [f.public() for f in self.files],
+            "files": [f.model_dump() for f in self.files],
             "summary": self.summary,
             "errors": list(self.errors),
             "error": self.error,
@@ -129,7 +110,7 @@ class Job:
     def from_record(cls, record: dict[str, Any], index_dir: Path) -> Job:
         """A job as ``public()`` wrote it; each file's path follows from its hash and name."""
         files = [
-            UploadedFile(f["name"], uploads_dir(index_dir) / f["sha256"] / f["name"], f["bytes"], f["sha256"])
+            UploadedFile.model_validate({**f, "path": uploads_dir(index_dir) / f["sha256"] / f["name"]})
             for f in record["files"]
         ]
         fields = {k: v for k, v in record.items() if k not in ("files", "progress")}

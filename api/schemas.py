@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
-from api.public_ids import public_id
+from api.public_ids import UPLOAD_PREFIX, public_id
 from rag.config import ServerSettings
 from rag.index.filters import SearchFilter
 from rag.pipeline import Answer
@@ -247,10 +249,24 @@ class DocumentDeleted(BaseModel):
 
 
 class UploadedFile(BaseModel):
+    """A received file, stored under the index by its sha256 until its document no longer needs it."""
+
+    # The one upload type: jobs keep it with ``path`` (where it is stored; neither in the JSON
+    # nor in the schema), JobAccepted and JobOut show it.
+
     name: str = Field(description="The file name as sent: a plain base name (others are refused).")
     document_id: str = Field(description="`uploads/<name>`: uploading the same name again updates it.")
     bytes: int
     sha256: str
+    path: SkipJsonSchema[Path | None] = Field(None, exclude=True)  # <index>/uploads/<sha256>/<name>
+
+    @model_validator(mode="before")
+    @classmethod
+    def _document_id_from_name(cls, data: Any) -> Any:
+        """The document id always follows from the name, so no caller can make them disagree."""
+        if isinstance(data, dict) and "name" in data:
+            return {**data, "document_id": UPLOAD_PREFIX + str(data["name"])}
+        return data
 
 
 class JobAccepted(BaseModel):

@@ -119,9 +119,7 @@ async def upload_documents(request: Request, response: Response, state: State, j
         shutil.rmtree(incoming, ignore_errors=True)
     status_url = str(request.url_for("get_job", job_id=job.id).path)
     response.headers["Location"] = status_url
-    return JobAccepted(
-        job_id=job.id, status=job.status, status_url=status_url, files=[f.public() for f in files]
-    )
+    return JobAccepted(job_id=job.id, status=job.status, status_url=status_url, files=files)
 
 
 @router.get("/v1/documents", response_model=DocumentList, summary="List indexed documents")
