@@ -5,7 +5,7 @@ supported / one wrong detail / unsupported answers). Judges:
 
 * RAGAS ``Faithfulness`` (ragas.metrics.collections, the LLM rewrites the answer into statements,
   then an NLI prompt judges each), talking to an OpenAI-compatible server;
-* ours, ``support`` (the default, no LLM): ``eval.metrics.faithfulness`` with the lexical judge;
+* ours, ``support`` (the default, no LLM): ``rag.metrics.faithfulness`` with the lexical judge;
 * ours, ``llm``: the same metric with the LLM judge, through the same server (JSON verdicts).
 
 The LLM is the project's default generator, Qwen2.5-Coder-1.5B-Instruct (the GGUF file the project
@@ -137,11 +137,11 @@ def run_ragas(items: list[dict[str, Any]], args: argparse.Namespace) -> None:
 
 
 def run_ours(items: list[dict[str, Any]], args: argparse.Namespace, judge_name: str) -> None:
-    from eval.metrics import faithfulness
     from rag.components import build_generator
     from rag.config import load_settings
     from rag.embedding import make_embedder
     from rag.grounding.judges import make_support_judge
+    from rag.metrics import faithfulness
 
     out = CACHE / f"ours-{judge_name}.jsonl"
     todo = [it for it in items if it["id"] not in done_ids(out)]

@@ -145,12 +145,12 @@ def run_eval(
     baseline: Path | None,
     fresh: bool = False,
 ) -> dict[str, Any]:
-    from eval.caching import CachingEmbedder
     from eval.dataset import load_dataset
     from eval.report import build_results, write_outputs
     from eval.runner import PARTIAL, Evaluator, aggregate
     from rag.components import build_generator, build_pipeline
     from rag.embedding import make_embedder
+    from rag.embedding.caching import CachingEmbedder
     from rag.grounding.judges import make_support_judge
 
     samples = load_dataset(dataset, limit)

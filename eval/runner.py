@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from eval.dataset import Sample, sample_key
-from eval.metrics import (
+from eval.stats import percentile, summarize
+from rag.config import Settings
+from rag.errors import RagError
+from rag.grounding.answer import is_refusal
+from rag.grounding.text import strip_markers
+from rag.metrics import (
     answer_correctness,
     answer_relevance_embedding,
     answer_relevance_questions,
@@ -26,11 +31,6 @@ from eval.metrics import (
     generate_questions,
     refusal_correct,
 )
-from eval.stats import percentile, summarize
-from rag.config import Settings
-from rag.errors import RagError
-from rag.grounding.answer import is_refusal
-from rag.grounding.text import strip_markers
 from rag.pipeline import Pipeline
 from rag.prompt import build_messages
 from rag.protocols import Embedder, Generator, SupportJudge

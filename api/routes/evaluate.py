@@ -27,8 +27,12 @@ from api.cancel import raise_if_cancelled, run_cancellable
 from api.deps import State
 from api.schemas import QuestionText, question_over_limit
 from api.state import AppState
-from eval.caching import CachingEmbedder
-from eval.metrics import (
+from rag.config import EvaluateSettings
+from rag.embedding.caching import CachingEmbedder
+from rag.grounding.answer import is_refusal
+from rag.grounding.support import LexicalSupportJudge
+from rag.grounding.text import split_sentences, strip_markers
+from rag.metrics import (
     answer_correctness,
     answer_relevance_embedding,
     context_precision,
@@ -36,10 +40,6 @@ from eval.metrics import (
     context_relevance,
     faithfulness,
 )
-from rag.config import EvaluateSettings
-from rag.grounding.answer import is_refusal
-from rag.grounding.support import LexicalSupportJudge
-from rag.grounding.text import split_sentences, strip_markers
 from rag.protocols import Embedder, Support, SupportJudge
 
 router = APIRouter(tags=["evaluate"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from eval.caching import CachingEmbedder
 from rag.config import GroundingSettings, Settings
+from rag.embedding.caching import CachingEmbedder
 from rag.grounding.support import LexicalSupportJudge
 from rag.protocols import Embedder
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eval.metrics import (
+from rag.metrics import (
     answer_correctness,
     answer_relevance_embedding,
     answer_relevance_questions,
