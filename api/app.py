@@ -1,4 +1,8 @@
-"""The FastAPI application: `create_app(settings)`; heavy models load once, in the lifespan."""
+"""The FastAPI application: `create_app(settings)`; heavy models load once, in the lifespan.
+
+`create_app(settings, components=...)` serves components built elsewhere (a test's, an embedding
+application's) instead of building them; see rag.components.build_components.
+"""
 
 from __future__ import annotations
 
@@ -15,21 +19,23 @@ from api.limits import BodyLimit
 from api.routes import documents, evaluate, health, index, jobs, query, search
 from api.schemas import ErrorBody, ValidationErrorBody
 from api.state import AppState
+from rag.components import Components
 from rag.config import Settings, load_settings
 from rag.embedding import make_embedder
 
 EVALUATE_PATH = "/v1/evaluate"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or load_settings()
+def create_app(settings: Settings | None = None, *, components: Components | None = None) -> FastAPI:
+    """The app for ``settings``. With ``components`` it serves those (and loads no other
+    generator when they hold one); without, it builds them in the lifespan and loads the
+    generator in the background."""
+    settings = settings or (components.settings if components else load_settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.rag = AppState.start(settings)
-        app.state.jobs = JobManager(
-            settings, app.state.rag.pipeline.retriever.index, lambda: make_embedder(settings.embedding)
-        )
+        app.state.rag = AppState.start(settings, components)
+        app.state.jobs = JobManager(settings, app.state.rag.store, lambda: make_embedder(settings.embedding))
         yield
         app.state.jobs.close()
 

@@ -1,7 +1,7 @@
 """Background ingestion for the HTTP API: uploads become jobs that one worker thread runs in turn.
 
 Queries keep being answered while a job runs: the job writes a new index version beside the
-live one and the server switches to it in one step when the job commits (``IndexHandle``).
+live one and the server switches to it in one step when the job commits (the store's snapshot).
 
 Uploaded files are kept under ``<index>/uploads/<sha256>/<name>`` (content-addressed, so a queued
 job's file is never overwritten by a later upload of the same name) and indexed as the document
@@ -41,9 +41,8 @@ from ingest.pipeline import FileSpec, ingest
 from rag.config import Settings
 from rag.errors import RagError
 from rag.index import layout
-from rag.index.handle import IndexHandle
 from rag.index.manifest import utc_now
-from rag.protocols import Embedder
+from rag.protocols import Embedder, VectorStore
 
 log = logging.getLogger("rag.api.jobs")
 
@@ -174,11 +173,9 @@ class JobManager:
     borrowed", and a second copy of MiniLM costs ~90 MB.
     """
 
-    def __init__(
-        self, settings: Settings, handle: IndexHandle, make_embedder: Callable[[], Embedder]
-    ) -> None:
+    def __init__(self, settings: Settings, store: VectorStore, make_embedder: Callable[[], Embedder]) -> None:
         self.settings = settings
-        self.handle = handle
+        self.store = store  # the server's: jobs write through it, and refresh it on commit
         self._make_embedder = make_embedder
         self._embedder: Embedder | None = None
         self._store = JobStore(settings.index_dir)
@@ -267,7 +264,7 @@ class JobManager:
 
     def _indexed_fingerprints(self) -> dict[str, str | None]:
         try:
-            return self.handle.get().file_hashes(UPLOAD_PREFIX)
+            return self.store.snapshot().file_hashes(UPLOAD_PREFIX)
         except RagError:  # no index yet (or an unreadable one): nothing is indexed
             return {}
 
@@ -290,7 +287,7 @@ class JobManager:
             finally:
                 job.finished_at = utc_now()
                 job.stage = None
-                self.handle.refresh()
+                self.store.refresh()
                 self._store.save(job)
                 self._tidy_after(job)
                 self._forget_old()
@@ -312,6 +309,7 @@ class JobManager:
             metadata={f.path.as_posix(): job.metadata[f.name] for f in job.files if f.name in job.metadata},
             specs={f.path.as_posix(): FileSpec(f.document_id) for f in job.files},
             progress=_JobProgress(job),
+            store=self.store,
         )
         job.summary = {k: v for k, v in summary.to_dict().items() if k != "errors"}
         job.errors = summary.errors

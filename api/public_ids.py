@@ -17,14 +17,14 @@ import re
 import threading
 import weakref
 
-from rag.index.reader import IndexReader
+from rag.protocols import StoreSnapshot
 
 UPLOAD_PREFIX = "uploads/"  # document ids (and sources) of uploaded files
 OPAQUE_PREFIX = "doc_"
 OPAQUE_HEX = 16  # 64 bits: a collision needs about 4 billion documents in one index
 _OPAQUE = re.compile(rf"{OPAQUE_PREFIX}[0-9a-f]{{{OPAQUE_HEX}}}")
 
-_tables: weakref.WeakKeyDictionary[IndexReader, dict[str, str]] = weakref.WeakKeyDictionary()
+_tables: weakref.WeakKeyDictionary[StoreSnapshot, dict[str, str]] = weakref.WeakKeyDictionary()
 _tables_lock = threading.Lock()
 
 
@@ -35,7 +35,7 @@ def public_id(doc_id: str) -> str:
     return OPAQUE_PREFIX + hashlib.sha256(doc_id.encode()).hexdigest()[:OPAQUE_HEX]
 
 
-def stored_id(reader: IndexReader, given: str) -> str | None:
+def stored_id(reader: StoreSnapshot, given: str) -> str | None:
     """The stored id that ``given`` (a public id) stands for in ``reader``'s version, or None.
 
     Stored paths are not accepted: clients only ever see public ids."""
@@ -46,7 +46,7 @@ def stored_id(reader: IndexReader, given: str) -> str | None:
     return _table(reader).get(given)
 
 
-def _table(reader: IndexReader) -> dict[str, str]:
+def _table(reader: StoreSnapshot) -> dict[str, str]:
     with _tables_lock:
         table = _tables.get(reader)
         if table is None:

@@ -1,4 +1,5 @@
-"""What the app holds for its lifetime: the pipeline, and the generator loaded in the background.
+"""What the app holds for its lifetime: the components, the pipeline over them, and the
+generator, loaded in the background unless one was given.
 
 The default generator takes about a minute to load, so the server starts answering /healthz and
 /v1/search at once and /v1/query as soon as the model is ready.
@@ -12,10 +13,10 @@ import time
 from dataclasses import dataclass, field
 
 from api.gate import GenerationGate
-from rag.components import build_generator, build_pipeline
+from rag.components import Components, build_components, build_generator
 from rag.config import Settings
 from rag.pipeline import Pipeline
-from rag.protocols import HealthChecked
+from rag.protocols import Embedder, HealthChecked, VectorStore
 
 log = logging.getLogger("rag.api")
 
@@ -23,6 +24,7 @@ log = logging.getLogger("rag.api")
 @dataclass
 class AppState:
     settings: Settings
+    components: Components
     pipeline: Pipeline
     gate: GenerationGate
     generator_status: str = "loading"
@@ -30,20 +32,37 @@ class AppState:
     _checked: tuple[float, str | None] = (float("-inf"), None)  # (when, problem) of the last check
 
     @classmethod
-    def start(cls, settings: Settings) -> AppState:
+    def start(cls, settings: Settings, components: Components | None = None) -> AppState:
+        """Use ``components`` when given (a generator among them is used as it is: none other is
+        loaded); otherwise build them from ``settings``. Without a generator, the configured one
+        loads in the background."""
+        components = components or build_components(settings)
         server = settings.server
         gate = GenerationGate(server.max_waiting_questions, server.typical_answer_s)
-        state = cls(settings, build_pipeline(settings), gate)
+        state = cls(settings, components, components.pipeline(), gate)
+        if components.generator is not None:
+            state.generator_status = "ready"
+            return state
         state._thread = threading.Thread(target=state._load_generator, name="generator-load", daemon=True)
         state._thread.start()
         return state
 
+    @property
+    def store(self) -> VectorStore:
+        return self.components.store
+
+    @property
+    def embedder(self) -> Embedder:
+        return self.components.embedder
+
     def _load_generator(self) -> None:
         try:
             generator = build_generator(self.settings)
+            self.components = self.components.with_generator(generator)
+            self.pipeline.judge = self.components.judge
             self.pipeline.generator = generator
             self.generator_status = "ready"
-            log.info("generator ready: %s", getattr(generator, "name", type(generator).__name__))
+            log.info("generator ready: %s", generator.name)
         except Exception as exc:  # reported by /healthz and /v1/query, not fatal to search
             log.exception("generator failed to load")
             self.generator_status = f"error: {exc}"

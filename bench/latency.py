@@ -11,7 +11,7 @@ import statistics
 import time
 from pathlib import Path
 
-from rag.components import build_generator, build_pipeline
+from rag.components import build_components, build_generator
 from rag.config import load_settings
 
 QUESTIONS = [
@@ -31,12 +31,13 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings(index_dir=args.index)
     t0 = time.perf_counter()
-    pipeline = build_pipeline(settings)
+    components = build_components(settings)
+    pipeline = components.pipeline()
     embedder_s = time.perf_counter() - t0
     if not (args.index / "CURRENT").exists():
         from ingest.pipeline import ingest
 
-        ingest([Path("data/sample/docs")], settings, pipeline.embedder)
+        ingest([Path("data/sample/docs")], settings, components.embedder)
     t1 = time.perf_counter()
     pipeline.generator = build_generator(settings)
     load_s = time.perf_counter() - t1

@@ -70,11 +70,11 @@ def delete(
     config: ConfigOpt = None,
 ) -> None:
     """Remove documents and all their chunks from the index."""
-    from rag.index.writer import IndexWriter
+    from rag.components import build_store
 
     cfg = settings(config, index_dir=index)
     # Deleting needs no embedding model: the writer takes the index's own identity.
-    writer = run(lambda: IndexWriter.for_existing(cfg.index_dir, lock_timeout_s=cfg.ingest.lock_timeout_s))
+    writer = run(lambda: build_store(cfg).writer())
     with writer:
         missing = [d for d in doc_ids if not writer.delete(d)]
         if writer.changed:
@@ -88,10 +88,10 @@ def delete(
 
 def documents(index: IndexOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """List the indexed documents: id, chunks, when indexed, metadata."""
-    from rag.index.reader import IndexReader
+    from rag.components import build_store
 
     cfg = settings(config, index_dir=index)
-    docs = run(lambda: IndexReader.open(cfg.index_dir).documents())
+    docs = run(lambda: build_store(cfg).snapshot().documents())
     if as_json:
         out.print_json(json.dumps(docs))
         return
@@ -103,10 +103,10 @@ def documents(index: IndexOpt = None, config: ConfigOpt = None, as_json: JsonOpt
 
 def info(index: IndexOpt = None, config: ConfigOpt = None) -> None:
     """Show the index's manifest: version, embedding model, dimension, chunking, counts, times."""
-    from rag.index.reader import IndexReader
+    from rag.components import build_store
 
     cfg = settings(config, index_dir=index)
-    manifest = run(lambda: IndexReader.open(cfg.index_dir).manifest)
+    manifest = run(lambda: build_store(cfg).snapshot().manifest)
     out.print_json(manifest.model_dump_json())
 
 

@@ -33,7 +33,7 @@ from rag.protocols import Embedder, Loader
 from rag.types import Chunk, Document
 
 if TYPE_CHECKING:  # imported where used: the parse worker imports this module, keep that light
-    from rag.index.writer import DocumentState, IndexWriter
+    from rag.protocols import DocumentState, StoreWriter, VectorStore
 
 TIMEOUT_HINT = "ingest.file_timeout_s (env RAG_INGEST__FILE_TIMEOUT_S)"
 PROGRESS_BATCHES = 4  # embedder batches per progress update when a flush is large
@@ -102,6 +102,7 @@ def ingest(
     specs: Mapping[str, FileSpec] | None = None,
     progress: ProgressSink | None = None,
     loader: Loader = DEFAULT_LOADER,
+    store: VectorStore | None = None,
 ) -> IngestSummary:
     """Index ``paths`` (files or folders) into ``settings.index_dir``; see the module docstring.
 
@@ -125,7 +126,7 @@ def ingest(
     # The parse worker starts only if some file needs parsing: a no-op re-ingest never pays for it.
     with (
         ParseWorker(settings.ingest.file_timeout_s, loader) as parser,
-        _writer(settings, embedder) as writer,
+        _writer(settings, embedder, store) as writer,
     ):
         batcher = _Batcher(writer, embedder, summary, progress)
         for doc in _parse(files, writer, parser, settings, metadata or {}, specs, summary, progress):
@@ -149,17 +150,12 @@ def _record_unreadable(scan: FileScan, summary: IngestSummary) -> None:
         summary.errors.append({"path": path.as_posix(), "error": str(error)})
 
 
-def _writer(settings: Settings, embedder: Embedder) -> IndexWriter:
-    from rag.index.writer import IndexWriter
+def _writer(settings: Settings, embedder: Embedder, store: VectorStore | None) -> StoreWriter:
+    """A writer of ``store``, or of the store ``index.store`` names (a server passes its own, so
+    its snapshot sees the commit at once)."""
+    from rag.components import build_store
 
-    return IndexWriter(
-        settings.index_dir,
-        embedding_model=embedder.model_id,
-        dimension=embedder.dim,
-        chunk_tokens=settings.chunking.chunk_tokens,
-        overlap_tokens=settings.chunking.overlap_tokens,
-        lock_timeout_s=settings.ingest.lock_timeout_s,
-    )
+    return (store or build_store(settings)).writer(embedder)
 
 
 def _doc_id(path: Path, specs: Mapping[str, FileSpec]) -> str:
@@ -179,7 +175,7 @@ class _File:
 
 def _parse(
     files: list[Path],
-    writer: IndexWriter,
+    writer: StoreWriter,
     parser: ParseWorker,
     settings: Settings,
     metadata: Mapping[str, dict[str, Any]],
@@ -269,7 +265,7 @@ class _Batcher:
     """
 
     def __init__(
-        self, writer: IndexWriter, embedder: Embedder, summary: IngestSummary, progress: ProgressSink
+        self, writer: StoreWriter, embedder: Embedder, summary: IngestSummary, progress: ProgressSink
     ) -> None:
         self.writer, self.embedder, self.summary, self.progress = writer, embedder, summary, progress
         self.batch = max(1, int(getattr(embedder, "batch_size", 32)))
@@ -311,7 +307,7 @@ class _Batcher:
         self.waiting.clear()
 
 
-def _delete_missing(writer: IndexWriter, scan: FileScan, seen: set[str]) -> int:
+def _delete_missing(writer: StoreWriter, scan: FileScan, seen: set[str]) -> int:
     """With --sync, documents under the walked folders whose files are gone are deleted; those
     under a folder that could not be listed are kept (their files may well be there)."""
     prefixes = _prefixes(scan.folders)

@@ -17,7 +17,7 @@ import numpy as np
 from rag.config import MetricsSettings
 from rag.grounding.statements import split_statements
 from rag.grounding.text import split_sentences, terms
-from rag.protocols import Embedder, GenerationParams, Generator, Support, SupportJudge
+from rag.protocols import Embedder, GenerationParams, Generator, Support, SupportJudge, judge_all
 
 # Thresholds and weights are the `metrics:` config section (why each value: rag/config.py,
 # MetricsSettings); callers pass the configured one, these defaults serve direct use and tests.
@@ -36,8 +36,7 @@ def reported(statements: Sequence[str], supports: Sequence[Support]) -> list[Sup
 def judge_many(judge: SupportJudge, statements: Sequence[str], contexts: Sequence[str]) -> list[Support]:
     if not statements:
         return []
-    many = getattr(judge, "judge_many", None)
-    return list(many(statements, contexts)) if many else [judge.judge(s, contexts) for s in statements]
+    return judge_all(judge, statements, contexts)
 
 
 def checkable(statements: Sequence[str]) -> list[str]:

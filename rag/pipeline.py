@@ -7,18 +7,21 @@ only drafts the answer text.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from rag.config import Settings
 from rag.grounding.answer import GroundedAnswer, ground_answer
 from rag.index.filters import SearchFilter
 from rag.prompt import build_messages
-from rag.protocols import Embedder, GenerationParams, Generator, SupportJudge
-from rag.retrieval import DenseRetriever
+from rag.protocols import GenerationParams, Generator, Retrieved, Retriever, SupportJudge
 from rag.types import ScoredChunk
+
+if TYPE_CHECKING:
+    from rag.components import Components
 
 
 @dataclass
@@ -42,33 +45,52 @@ class Answer:
     usage: dict[str, int] = field(default_factory=dict)
     draft: str = ""  # what the model wrote, before grounding
     grounding: GroundedAnswer | None = None
+    index_version: int | None = None  # the committed index version the contexts came from
 
 
 class Pipeline:
+    """Depends on the protocols only: any Retriever, SupportJudge and Generator will do.
+
+    ``judge`` may be None while there is no generator (an LLM judge needs it): then
+    ``make_judge`` builds it for the generator on the first answer, so a generator assigned
+    later (``pipeline.generator = ...``) is judged by the configured judge too.
+    """
+
     def __init__(
         self,
         settings: Settings,
-        retriever: DenseRetriever,
-        judge: SupportJudge,
+        retriever: Retriever,
+        judge: SupportJudge | None,
         generator: Generator | None = None,
+        *,
+        make_judge: Callable[[Generator], SupportJudge] | None = None,
     ) -> None:
         self.settings = settings
         self.retriever = retriever
         self.judge = judge
         self.generator = generator
+        self._make_judge = make_judge
 
-    @property
-    def embedder(self) -> Embedder:
-        return self.retriever.embedder
+    @classmethod
+    def from_components(cls, components: Components) -> Pipeline:
+        from rag.components import build_judge
+
+        c = components
+        make_judge = partial(build_judge, c.settings, c.embedder)
+        return cls(c.settings, c.retriever, c.judge, c.generator, make_judge=make_judge)
+
+    def retrieve(
+        self, query: str, top_k: int | None = None, *, filters: SearchFilter | None = None
+    ) -> Retrieved:
+        """The one retrieval path of /v1/search and /v1/query: the hits and the index version
+        they come from. ``filters`` (metadata, source prefix) apply before the top-k is taken."""
+        return self.retriever.retrieve(query, top_k or self.settings.retrieval.top_k, filters)
 
     def search(
         self, query: str, top_k: int | None = None, *, filters: SearchFilter | None = None
     ) -> list[ScoredChunk]:
-        """``filters`` (metadata, source prefix) are applied before the top-k is taken."""
-        k = top_k or self.settings.retrieval.top_k
-        if filters is None:  # the Retriever protocol's two-argument call, for any retriever
-            return self.retriever.retrieve(query, k)
-        return self.retriever.retrieve(query, k, filters)
+        """``retrieve()``'s hits alone, for callers that do not report the version."""
+        return self.retrieve(query, top_k, filters=filters).hits
 
     def answer(
         self, question: str, top_k: int | None = None, *, filters: SearchFilter | None = None
@@ -80,15 +102,19 @@ class Pipeline:
     ) -> Iterator[str | Answer]:
         """Yields draft text pieces as the model writes them, then the final, grounded Answer."""
         t0 = time.perf_counter()
-        hits = self.search(question, top_k, filters=filters)
+        retrieved = self.retrieve(question, top_k, filters=filters)
+        hits, version = retrieved.hits, retrieved.index_version
         timings = {"retrieve_ms": _ms(t0)}
-        if not hits or hits[0].score < self.settings.retrieval.min_score:
-            best = f"{hits[0].score:.2f}" if hits else "none"
-            reason = f"no chunk is similar enough to the question (best score {best})"
-            yield self._refusal(question, hits, reason, timings)
+        reason = self._gate(hits)
+        if reason is not None:
+            yield self._refusal(question, hits, reason, timings, version)
             return
         if self.generator is None:
-            raise RuntimeError("Pipeline.answer needs a generator; build it with load_generator=True")
+            raise RuntimeError(
+                "Pipeline.answer needs a generator; build the components with generator=... "
+                "(or wait until the server has loaded it)"
+            )
+        judge = self._judge_for(self.generator)
         t1 = time.perf_counter()
         messages = build_messages(question, hits)
         pieces: list[str] = []
@@ -101,7 +127,7 @@ class Pipeline:
         draft = "".join(pieces)
         timings["generate_ms"] = _ms(t1)
         t2 = time.perf_counter()
-        grounded = ground_answer(draft, [h.chunk.text for h in hits], self.judge, self.settings.grounding)
+        grounded = ground_answer(draft, [h.chunk.text for h in hits], judge, self.settings.grounding)
         timings["ground_ms"] = _ms(t2)
         citations = [] if grounded.refused else [Citation(n, hits[n - 1]) for n in grounded.cited]
         yield Answer(
@@ -114,18 +140,49 @@ class Pipeline:
             timings,
             draft=draft,
             grounding=grounded,
+            index_version=version,
         )
+
+    def _judge_for(self, generator: Generator) -> SupportJudge:
+        if self.judge is None:
+            if self._make_judge is None:
+                raise RuntimeError("Pipeline has no judge; pass judge=... or make_judge=...")
+            self.judge = self._make_judge(generator)
+        return self.judge
+
+    def _gate(self, hits: list[ScoredChunk]) -> str | None:
+        """Why to refuse before generating, or None to go on.
+
+        The gate reads the best raw dense cosine (``dense_score``), not the rank ``score``, so it
+        keeps its meaning when a later stage fuses or reranks. When no hit carries a dense score
+        (a retriever that scores otherwise, e.g. keywords only) there is no cosine to compare:
+        the gate lets any non-empty result through and the grounding check alone decides.
+        """
+        if not hits:
+            return "no chunk is similar enough to the question (best score none)"
+        dense = [h.dense_score for h in hits if h.dense_score is not None]
+        if not dense:
+            return None
+        best = max(dense)
+        if best < self.settings.retrieval.min_score:
+            return f"no chunk is similar enough to the question (best score {best:.2f})"
+        return None
 
     def _params(self) -> GenerationParams:
         g = self.settings.generator
         return GenerationParams(max_tokens=g.max_tokens, temperature=g.temperature, top_p=g.top_p)
 
     def _refusal(
-        self, question: str, hits: list[ScoredChunk], reason: str, timings: dict[str, float]
+        self,
+        question: str,
+        hits: list[ScoredChunk],
+        reason: str,
+        timings: dict[str, float],
+        version: int | None,
     ) -> Answer:
         timings["generate_ms"] = 0.0
         msg = self.settings.grounding.refusal_message
-        return Answer(question, msg, True, reason, [], hits, timings)
+        return Answer(question, msg, True, reason, [], hits, timings, index_version=version)
 
 
 def _ms(start: float) -> float:

@@ -6,11 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypedDict, runtime_checkable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 
-from rag.types import Document, ScoredChunk
+from rag.types import Chunk, Document, ScoredChunk
+
+if TYPE_CHECKING:  # annotations only: keeps this module free of FAISS and SQLite
+    from rag.index.filters import SearchFilter
+    from rag.index.manifest import Manifest
 
 
 @runtime_checkable
@@ -28,9 +33,125 @@ class Embedder(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
 
+# -- the store: one committed version to read, one writer to make the next -----------------------
+
+
+class DocumentState(NamedTuple):
+    """The indexed version of a document, as incremental ingestion compares it."""
+
+    hash: str  # of the extracted text
+    metadata: dict[str, Any]
+    file_hash: str | None  # of the file's raw bytes; None in indexes written before it existed
+
+
+@runtime_checkable
+class StoreSnapshot(Protocol):
+    """One committed, immutable version of a store: every read of one request goes to one
+    snapshot, so a response never mixes two versions (a commit in between makes a new one).
+
+    Keyword search is not part of the contract yet: a store that can do it will add a
+    ``KeywordSearchable`` protocol here (``keyword_search(query, k, filter) -> list[ScoredChunk]``
+    with ``dense_score=None``), and a hybrid retriever will check for it with isinstance.
+    """
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def manifest(self) -> Manifest: ...
+
+    def search(self, vector: np.ndarray, k: int, filters: SearchFilter | None = None) -> list[ScoredChunk]:
+        """Top-k chunks by cosine, ``score == dense_score``; with ``filters``, the top-k of the
+        matching chunks (not a filtered top-k)."""
+        ...
+
+    def documents(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]: ...
+
+    def document(self, doc_id: str) -> dict[str, Any] | None: ...
+
+    def file_hashes(self, prefix: str = "") -> dict[str, str | None]:
+        """Document id -> raw-bytes fingerprint, for ids starting with ``prefix``."""
+        ...
+
+    def check_readable(self) -> None:
+        """A cheap read that raises IndexCorruptError when the stored data is damaged."""
+        ...
+
+
+@runtime_checkable
+class StoreWriter(Protocol):
+    """Stages changes, invisible to readers until ``commit()``; a context manager that holds
+    the store's single-writer lock while open."""
+
+    changed: bool
+
+    def __enter__(self) -> StoreWriter: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    def document_state(self, doc_id: str) -> DocumentState | None: ...
+
+    def document_ids(self) -> set[str]: ...
+
+    def set_file_hash(self, doc_id: str, file_hash: str | None) -> None: ...
+
+    def vectors_for_hashes(self, hashes: set[str]) -> dict[str, np.ndarray]: ...
+
+    def upsert(self, doc: Document, chunks: list[Chunk], vectors: np.ndarray) -> list[Chunk]: ...
+
+    def delete(self, doc_id: str) -> bool: ...
+
+    def commit(self) -> Manifest:
+        """Make the staged version the live one; ``.version`` of the result names it."""
+        ...
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """Where chunks and their vectors live (registry kind ``store``, setting ``index.store``).
+
+    Built as ``cls(settings)``: cheap, nothing opened until the first ``snapshot()``.
+    """
+
+    def snapshot(self) -> StoreSnapshot:
+        """The latest committed version; raises IndexNotFoundError while there is none."""
+        ...
+
+    def refresh(self) -> None:
+        """A commit just happened here: the next ``snapshot()`` looks for it at once."""
+        ...
+
+    def writer(self, embedder: Embedder | None = None, *, lock_timeout_s: float | None = None) -> StoreWriter:
+        """A writer for vectors of ``embedder``; without one, for changes that embed nothing
+        (deletes), with the live version's identity. ``lock_timeout_s`` defaults to
+        ``ingest.lock_timeout_s``."""
+        ...
+
+
+# -- retrieval -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """What a retriever found, and which committed index version answered (one per call)."""
+
+    hits: list[ScoredChunk]
+    index_version: int | None = None  # None when the store has no versions
+
+
 @runtime_checkable
 class Retriever(Protocol):
-    def retrieve(self, query: str, top_k: int) -> list[ScoredChunk]: ...
+    """Registry kind ``retriever`` (setting ``retrieval.retriever``), built as
+    ``cls(settings, embedder, store)``.
+
+    Hits are best first by ``score``. ``dense_score`` carries the raw cosine whenever the hit
+    was scored densely (the refusal gate reads it); a fusing or reranking stage changes
+    ``score`` and keeps ``dense_score``.
+    """
+
+    def retrieve(self, query: str, top_k: int, filters: SearchFilter | None = None) -> Retrieved: ...
 
 
 class Message(TypedDict):
@@ -64,6 +185,14 @@ class Generator(Protocol):
     def generate(self, messages: list[Message], params: GenerationParams) -> Generation: ...
 
     def stream(self, messages: list[Message], params: GenerationParams) -> Iterator[str]: ...
+
+
+@runtime_checkable
+class Loadable(Protocol):
+    """Optional capability (generators): load the model now instead of on first use, so the
+    first answer is not charged with it. Remote backends have nothing to load and omit it."""
+
+    def load(self) -> None: ...
 
 
 @runtime_checkable
@@ -118,3 +247,18 @@ class SupportJudge(Protocol):
     """One definition of "supported", shared by the answer path and the evaluator."""
 
     def judge(self, statement: str, contexts: Sequence[str]) -> Support: ...
+
+
+@runtime_checkable
+class BatchSupportJudge(Protocol):
+    """Optional judge capability: many statements against the same contexts at once (the
+    contexts are prepared and embedded once instead of per statement)."""
+
+    def judge_many(self, statements: Sequence[str], contexts: Sequence[str]) -> list[Support]: ...
+
+
+def judge_all(judge: SupportJudge, statements: Sequence[str], contexts: Sequence[str]) -> list[Support]:
+    """``judge_many`` when the judge has it, else one ``judge`` call per statement."""
+    if isinstance(judge, BatchSupportJudge):
+        return list(judge.judge_many(statements, contexts))
+    return [judge.judge(s, contexts) for s in statements]

@@ -57,6 +57,11 @@ class Chunk:
 
 @dataclass(frozen=True)
 class ScoredChunk:
+    """A retrieved chunk. ``score`` ranks the hits (after any fusion or reranking);
+    ``dense_score`` is the raw cosine to the query, kept apart so the refusal gate
+    (retrieval.min_score) keeps its meaning; None when the hit was not scored densely."""
+
     chunk: Chunk
-    score: float  # cosine similarity to the query
+    score: float  # the final rank score; equal to dense_score for plain dense retrieval
     metadata: dict[str, Any] = field(default_factory=dict)  # the document's user metadata
+    dense_score: float | None = None  # cosine similarity to the query

@@ -28,8 +28,6 @@ from api.jobs import INCOMING, UploadedFile, uploads_dir
 from api.public_ids import UPLOAD_PREFIX, public_id, stored_id
 from api.schemas import DocumentDeleted, DocumentList, DocumentOut, ErrorBody, JobAccepted
 from rag.errors import IndexNotFoundError
-from rag.index.reader import IndexReader
-from rag.index.writer import IndexWriter
 from rag.metadata import MetadataError, MetadataLimits, check_metadata
 from rag.units import format_mib, mib_to_bytes
 
@@ -130,13 +128,13 @@ def list_documents(
     offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
 ) -> DocumentList:
     try:
-        reader = state.pipeline.retriever.index.get()
+        snapshot = state.store.snapshot()
     except IndexNotFoundError:
         return DocumentList(index_version=None, total=0, documents=[])
-    docs = reader.documents(limit=limit, offset=offset)
+    docs = snapshot.documents(limit=limit, offset=offset)
     return DocumentList(
-        index_version=reader.version,
-        total=reader.manifest.documents,
+        index_version=snapshot.version,
+        total=snapshot.manifest.documents,
         documents=[_out(d) for d in docs],
     )
 
@@ -149,9 +147,9 @@ def list_documents(
 )
 def get_document(doc_id: str, state: State) -> DocumentOut:
     """`doc_id` is the public id that listings, hits and citations show."""
-    reader = state.pipeline.retriever.index.get()
-    stored = stored_id(reader, doc_id)
-    doc = reader.document(stored) if stored is not None else None
+    snapshot = state.store.snapshot()
+    stored = stored_id(snapshot, doc_id)
+    doc = snapshot.document(stored) if stored is not None else None
     if doc is None:
         raise HTTPException(404, _not_found(doc_id))
     return _out(doc)
@@ -171,16 +169,16 @@ def get_document(doc_id: str, state: State) -> DocumentOut:
 def delete_document(doc_id: str, state: State, jobs: Jobs) -> DocumentDeleted:
     """Commits a new index version without the document; queries switch to it at once. `doc_id`
     is the public id; an uploaded document's stored file is removed too."""
-    root = state.settings.index_dir
-    IndexReader.open(root).close()  # a clear 503 when there is no index at all
-    stored = stored_id(state.pipeline.retriever.index.get(), doc_id)
+    store = state.store
+    store.refresh()  # the latest version, not one up to a second old
+    stored = stored_id(store.snapshot(), doc_id)  # no index at all: a clear 503
     if stored is None:
         raise HTTPException(404, _not_found(doc_id))
-    with IndexWriter.for_existing(root, lock_timeout_s=state.settings.server.delete_lock_wait_s) as writer:
+    with store.writer(lock_timeout_s=state.settings.server.delete_lock_wait_s) as writer:
         if not writer.delete(stored):
             raise HTTPException(404, _not_found(doc_id))
         version = writer.commit().version
-    state.pipeline.retriever.index.refresh()
+    store.refresh()
     if stored.startswith(UPLOAD_PREFIX):
         jobs.tidy_uploads([stored.removeprefix(UPLOAD_PREFIX)])
     return DocumentDeleted(deleted=public_id(stored), index_version=version)

@@ -40,7 +40,7 @@ from rag.metrics import (
     context_relevance,
     faithfulness,
 )
-from rag.protocols import Embedder, Support, SupportJudge
+from rag.protocols import Embedder, Support, SupportJudge, judge_all
 
 router = APIRouter(tags=["evaluate"])
 
@@ -135,7 +135,7 @@ def _evaluate(body: EvaluateRequest, state: AppState, cancel: threading.Event) -
     metrics."""
     started = time.perf_counter()
     batch = state.settings.embedding.batch_size
-    embedder = CachingEmbedder(_CheckedEmbedder(state.pipeline.embedder, cancel, batch))
+    embedder = CachingEmbedder(_CheckedEmbedder(state.embedder, cancel, batch))
     judge = _CheckedJudge(LexicalSupportJudge(state.settings.grounding, embedder), cancel)
     answer = strip_markers(body.answer).strip()
     refused = not answer or is_refusal(answer)
@@ -199,10 +199,8 @@ class _CheckedJudge:
         return self.judge_many([statement], contexts)[0]
 
     def judge_many(self, statements: Sequence[str], contexts: Sequence[str]) -> list[Support]:
-        many = getattr(self.inner, "judge_many", None)
         out: list[Support] = []
         for i in range(0, len(statements), STATEMENTS_PER_CHECK):
             raise_if_cancelled(self.cancel)
-            group = list(statements[i : i + STATEMENTS_PER_CHECK])
-            out.extend(many(group, contexts) if many else [self.inner.judge(s, contexts) for s in group])
+            out.extend(judge_all(self.inner, statements[i : i + STATEMENTS_PER_CHECK], contexts))
         return out

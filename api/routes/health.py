@@ -28,10 +28,10 @@ def healthz(state: State) -> Health:
 
 def _index_info(state: State) -> IndexInfo:
     try:
-        reader = state.pipeline.retriever.index.get()
+        snapshot = state.store.snapshot()
     except RagError as exc:  # no index yet, or the version CURRENT names cannot be opened
         return IndexInfo(loaded=False, error=_describe(exc))
-    m = reader.manifest
+    m = snapshot.manifest
     info = IndexInfo(
         loaded=True,
         version=m.version,
@@ -40,8 +40,8 @@ def _index_info(state: State) -> IndexInfo:
         embedding_model=m.embedding_model,
     )
     try:
-        reader.check_readable()
-        m.check_compatible(state.pipeline.embedder.model_id, state.pipeline.embedder.dim)
+        snapshot.check_readable()
+        m.check_compatible(state.embedder.model_id, state.embedder.dim)
     except RagError as exc:
         info.error = _describe(exc)
     return info

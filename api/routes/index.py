@@ -18,8 +18,8 @@ router = APIRouter(tags=["health"])
     summary="What the index was built with and what it holds",
 )
 def index_details(state: State) -> IndexDetails:
-    manifest = state.pipeline.retriever.index.get().manifest
-    embedder = state.pipeline.embedder
+    manifest = state.store.snapshot().manifest
+    embedder = state.embedder
     problem = None
     try:
         manifest.check_compatible(embedder.model_id, embedder.dim)

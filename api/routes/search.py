@@ -25,14 +25,11 @@ def search(body: SearchRequest, state: State) -> SearchResponse:
     if problem:
         raise HTTPException(422, problem)
     started = time.perf_counter()
-    retriever = state.pipeline.retriever
-    reader = retriever.index.get()
-    top_k = body.top_k or state.settings.retrieval.top_k
     filters = body.filters.to_filter() if body.filters else None
-    hits = retriever.retrieve(body.query, top_k, filters, reader=reader)
+    found = state.pipeline.retrieve(body.query, body.top_k, filters=filters)  # /v1/query's path
     took = round((time.perf_counter() - started) * 1000, 1)
     return SearchResponse(
-        results=[ChunkOut.from_hit(h, rank) for rank, h in enumerate(hits, 1)],
+        results=[ChunkOut.from_hit(h, rank) for rank, h in enumerate(found.hits, 1)],
         timings={"retrieve_ms": took},
-        index_version=reader.version,
+        index_version=found.index_version,
     )

@@ -6,6 +6,7 @@ import importlib
 import os
 from pathlib import Path
 
+from rag import registry
 from rag.config import EmbeddingSettings
 from rag.errors import ConfigError
 from rag.protocols import Embedder
@@ -38,24 +39,12 @@ def resolve_model_path(model: str) -> Path:
 
 
 def make_embedder(settings: EmbeddingSettings) -> Embedder:
-    """Build the configured embedder; the model loads here, once."""
+    """Build the configured embedder (rag.registry kind ``embedder``); the model loads here, once.
+
+    ``onnx`` and ``onnx-int8`` need onnxruntime + onnx (the dev/bench extras).
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a model hub at run time
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own progress bars report the work that matters
-    if settings.backend == "sentence-transformers":
-        from rag.embedding.sentence_transformers import SentenceTransformerEmbedder
-
-        return SentenceTransformerEmbedder(settings)
-    if settings.backend in ("onnx", "onnx-int8"):  # needs onnxruntime + onnx (the dev/bench extras)
-        from rag.embedding.onnx import OnnxEmbedder, OnnxInt8Embedder
-
-        return (OnnxInt8Embedder if settings.backend == "onnx-int8" else OnnxEmbedder)(settings)
-    if ":" in settings.backend:
-        module_name, _, class_name = settings.backend.partition(":")
-        cls = getattr(importlib.import_module(module_name), class_name)
-        return cls(settings)
-    raise ConfigError(
-        f"embedding.backend={settings.backend!r} is unknown; use 'sentence-transformers', 'onnx', "
-        "'onnx-int8' or a dotted 'package.module:ClassName'"
-    )
+    return registry.build("embedder", settings.backend, settings, setting="embedding.backend")

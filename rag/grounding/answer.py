@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from rag.config import GroundingSettings
 from rag.grounding.text import markers, split_sentences, strip_markers, terms
-from rag.protocols import Support, SupportJudge
+from rag.protocols import Support, SupportJudge, judge_all
 
 _SOURCE = r"(?:documents?|context|passages?|texts?|sources?|information provided)"
 _REFUSAL = re.compile(
@@ -108,8 +108,7 @@ def _verdicts(text: str, contexts: Sequence[str], judge: SupportJudge) -> list[A
 
 
 def _judge_many(judge: SupportJudge, statements: Sequence[str], contexts: Sequence[str]) -> list[Support]:
-    many = getattr(judge, "judge_many", None)
-    return list(many(statements, contexts)) if many else [judge.judge(s, contexts) for s in statements]
+    return judge_all(judge, statements, contexts)
 
 
 def _evidence_marker(support: Support) -> int | None:

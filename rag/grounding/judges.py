@@ -1,14 +1,37 @@
-"""Build the support judge named in config (``grounding.judge``): one place for both paths."""
+"""The built-in support judges (rag.registry kind ``judge``, setting ``grounding.judge``): one
+place for the answer path and the evaluator.
+
+A judge is built as ``factory(grounding_settings, embedder, generator)``; a class of your own named
+as ``"package.module:ClassName"`` takes the same three arguments (either may be None).
+"""
 
 from __future__ import annotations
 
+from rag import registry
 from rag.config import GroundingSettings
 from rag.errors import ConfigError
 from rag.grounding.llm_judge import LLMSupportJudge
 from rag.grounding.support import LexicalSupportJudge
 from rag.protocols import Embedder, Generator, SupportJudge
 
-JUDGES = ("support", "llm")
+
+def support_judge(
+    settings: GroundingSettings, embedder: Embedder | None = None, generator: Generator | None = None
+) -> SupportJudge:
+    """``support``: lexical + embedding, deterministic, no LLM."""
+    return LexicalSupportJudge(settings, embedder)
+
+
+def llm_judge(
+    settings: GroundingSettings, embedder: Embedder | None = None, generator: Generator | None = None
+) -> SupportJudge:
+    """``llm``: the generator decides, the lexical judge supplies evidence and missing terms."""
+    if generator is None:
+        raise ConfigError(
+            "grounding.judge='llm' needs a generator; configure generator.* or set "
+            "grounding.judge to 'support'"
+        )
+    return LLMSupportJudge(generator, settings, evidence_judge=LexicalSupportJudge(settings, embedder))
 
 
 def make_support_judge(
@@ -17,13 +40,5 @@ def make_support_judge(
     embedder: Embedder | None = None,
     generator: Generator | None = None,
 ) -> SupportJudge:
-    """``support``: lexical + embedding (deterministic). ``llm``: the generator, with the lexical
-    judge supplying the evidence sentence and missing terms."""
-    lexical = LexicalSupportJudge(settings, embedder)
-    if name == "support":
-        return lexical
-    if name == "llm":
-        if generator is None:
-            raise ConfigError("judge 'llm' needs a generator; configure generator.* or use judge 'support'")
-        return LLMSupportJudge(generator, settings, evidence_judge=lexical)
-    raise ConfigError(f"judge={name!r} is unknown; use one of: {', '.join(JUDGES)}")
+    """The judge ``name`` means (a registered name or "package.module:ClassName")."""
+    return registry.build("judge", name, settings, embedder, generator, setting="grounding.judge")

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from rag.config import GroundingSettings
 from rag.errors import RagError
-from rag.protocols import GenerationParams, Generator, Message, Support, SupportJudge, YesNoScorer
+from rag.protocols import GenerationParams, Generator, Message, Support, SupportJudge, YesNoScorer, judge_all
 
 SYSTEM = (
     "You check facts. Given context passages and a statement, decide whether every claim in the "
@@ -163,7 +163,4 @@ class LLMSupportJudge:
     def _evidence(self, statements: Sequence[str], contexts: Sequence[str]) -> list[Support | None]:
         if self.evidence_judge is None:
             return [None] * len(statements)
-        many = getattr(self.evidence_judge, "judge_many", None)
-        if many is not None:
-            return list(many(statements, contexts))
-        return [self.evidence_judge.judge(s, contexts) for s in statements]
+        return list(judge_all(self.evidence_judge, statements, contexts))

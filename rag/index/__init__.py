@@ -1,5 +1,8 @@
 """The vector index: FAISS for vectors, SQLite for chunk text and metadata, versioned on disk.
 
+``FaissSqliteStore`` (faiss_store.py) is the ``VectorStore`` the rest of the service uses (registry
+name ``faiss``); nothing outside this package touches FAISS, SQLite or the handle directly.
+
 Layout of an index directory::
 
     index/
@@ -19,8 +22,25 @@ Document ids are stable (normalised absolute path, or ``uploads/<name>``); chunk
 shared by SQLite and FAISS, and never reused.
 """
 
-from rag.index.manifest import Manifest
-from rag.index.reader import IndexReader
-from rag.index.writer import IndexWriter
+from __future__ import annotations
 
-__all__ = ["IndexReader", "IndexWriter", "Manifest"]
+from typing import Any
+
+__all__ = ["FaissSqliteStore", "IndexReader", "IndexWriter", "Manifest"]
+
+_LAZY = {
+    "FaissSqliteStore": "rag.index.faiss_store",
+    "IndexReader": "rag.index.reader",
+    "IndexWriter": "rag.index.writer",
+    "Manifest": "rag.index.manifest",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import on first use: ``rag.index.filters`` and ``rag.index.manifest`` stay free of FAISS,
+    so the protocols and a store of another kind can use them without loading it."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'rag.index' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_LAZY[name]), name)

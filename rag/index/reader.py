@@ -112,7 +112,11 @@ class IndexReader:
         hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
         with self._db() as conn:
             found = fetch_chunks(conn, [i for i, _ in hits])
-        return [ScoredChunk(chunk=found[i][0], score=s, metadata=found[i][1]) for i, s in hits if i in found]
+        return [
+            ScoredChunk(chunk=found[i][0], score=s, metadata=found[i][1], dense_score=s)
+            for i, s in hits
+            if i in found
+        ]
 
     def allowed_ids(self, filters: SearchFilter) -> np.ndarray:
         """Chunk ids of the documents that match ``filters`` (int64, cached per filter)."""

@@ -12,7 +12,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any
 
 import faiss
 import numpy as np
@@ -28,9 +28,10 @@ from rag.index.sqlite_store import (
     next_chunk_id,
     set_next_chunk_id,
 )
+from rag.protocols import DocumentState
 from rag.types import Chunk, Document
 
-KEEP_VERSIONS = 2  # the live one plus its predecessor, for readers still finishing a query
+__all__ = ["DocumentState", "IndexWriter"]
 STAGING_PREFIX = ".staging-"
 # Crash tests only: the name of a point in commit() at which the process SIGKILLs itself, so a
 # test can check that a crash at exactly that moment leaves a loadable, consistent index.
@@ -46,16 +47,10 @@ CRASH_POINTS = (
 )
 
 
-class DocumentState(NamedTuple):
-    """The indexed version of a document, as incremental ingestion compares it."""
-
-    hash: str  # of the extracted text
-    metadata: dict[str, Any]
-    file_hash: str | None  # of the file's raw bytes; None in indexes written before it existed
-
-
 class IndexWriter:
-    """Use as a context manager; nothing is visible to readers until ``commit()``.
+    """The FAISS + SQLite store's writer (a ``StoreWriter``); open it with
+    ``FaissSqliteStore.writer()``. Use as a context manager; nothing is visible to readers
+    until ``commit()``.
 
     The lock is an fcntl lock on ``.lock`` so a CLI ingest and the server's upload jobs on the same
     directory never write at the same time; it is released by the kernel if the process dies.
@@ -70,8 +65,12 @@ class IndexWriter:
         chunk_tokens: int,
         overlap_tokens: int,
         lock_timeout_s: float = 0.0,
+        keep_versions: int = 2,
     ) -> None:
+        if keep_versions < 1:
+            raise ValueError(f"keep_versions={keep_versions}: at least the live version must be kept (>= 1)")
         self.root = Path(root)
+        self._keep_versions = keep_versions  # index.keep_versions
         self._identity = (embedding_model, dimension, chunk_tokens, overlap_tokens)
         self._lock_timeout_s = lock_timeout_s
         self._lock_fh: Any = None
@@ -128,7 +127,7 @@ class IndexWriter:
             self._lock_fh = None
 
     @classmethod
-    def for_existing(cls, root: Path, *, lock_timeout_s: float = 0.0) -> IndexWriter:
+    def for_existing(cls, root: Path, *, lock_timeout_s: float = 0.0, keep_versions: int = 2) -> IndexWriter:
         """A writer with the index's own identity, for changes that embed nothing (deletes)."""
         manifest = Manifest.read(layout.current_version_dir(Path(root)) / layout.MANIFEST)
         return cls(
@@ -138,6 +137,7 @@ class IndexWriter:
             chunk_tokens=manifest.chunk_tokens,
             overlap_tokens=manifest.overlap_tokens,
             lock_timeout_s=lock_timeout_s,
+            keep_versions=keep_versions,
         )
 
     def _clean_leftovers(self) -> None:
@@ -304,9 +304,10 @@ class IndexWriter:
         return max([self._manifest.version, *existing]) + 1
 
     def _prune(self, keep: int) -> None:
-        """Keep the new version and its predecessor (readers may still be answering from it)."""
+        """Keep the newest ``keep_versions`` up to ``keep`` (by default the new version and its
+        predecessor, from which readers may still be answering)."""
         old = [p for p in layout.version_dirs(self.root) if (layout.version_number(p) or 0) <= keep]
-        for n, path in enumerate(old[:-KEEP_VERSIONS]):
+        for n, path in enumerate(old[: -self._keep_versions]):
             shutil.rmtree(path, ignore_errors=True)
             if n == 0:
                 _crash_point("mid_prune")

@@ -2,7 +2,7 @@
 
 The real app's lifespan starts loading the generator LLM (7 GB, ~70 s) in a background thread,
 which this endpoint does not need. So the test mounts only the evaluate router on a tiny app and
-sets ``app.state.rag`` to a stand-in with the two attributes the route reads (``pipeline.embedder``
+sets ``app.state.rag`` to a stand-in with the two attributes the route reads (``embedder``
 and ``settings``); the embedder itself is the real MiniLM."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ CONTEXTS = [
 def client(embedder) -> TestClient:
     app = FastAPI()
     app.include_router(evaluate.router)
-    app.state.rag = SimpleNamespace(settings=Settings(), pipeline=SimpleNamespace(embedder=embedder))
+    app.state.rag = SimpleNamespace(settings=Settings(), embedder=embedder)
     return TestClient(app)
 
 
@@ -88,7 +88,7 @@ def test_a_lowered_config_bound_is_enforced_and_named(embedder) -> None:
     app = FastAPI()
     app.include_router(evaluate.router)
     settings = Settings(evaluate=EvaluateSettings(max_contexts=1, max_context_sentences=2))
-    app.state.rag = SimpleNamespace(settings=settings, pipeline=SimpleNamespace(embedder=embedder))
+    app.state.rag = SimpleNamespace(settings=settings, embedder=embedder)
     lowered = TestClient(app)
     body = {"question": "Which port?", "answer": "Port 7341.", "contexts": CONTEXTS}
     r = lowered.post("/v1/evaluate", json=body)

@@ -75,7 +75,7 @@ def test_get_takes_the_public_id_and_not_the_path(served) -> None:
 def test_citations_show_the_public_id(served) -> None:
     client, root, stored = served
     reader = IndexReader.open(root / "index")
-    hit = reader.search(client.app.state.rag.pipeline.retriever.embedder.embed_query(TEXT), 1)[0]
+    hit = reader.search(client.app.state.rag.embedder.embed_query(TEXT), 1)[0]
     reader.close()
     timings = {"retrieve_ms": 1.0, "generate_ms": 1.0}
     answer = Answer("q", "It is 6514 [1].", False, "supported", [Citation(1, hit)], [hit], timings)

@@ -14,6 +14,7 @@ from ingest.pipeline import ingest
 from rag.config import Settings, load_settings
 from rag.errors import IndexLockedError, IndexMismatchError
 from rag.index import layout
+from rag.index.faiss_store import FaissSqliteStore
 from rag.index.handle import IndexHandle
 from rag.index.reader import IndexReader
 from rag.index.writer import IndexWriter
@@ -101,7 +102,8 @@ def test_a_retriever_with_another_model_fails_clearly(tmp_path: Path) -> None:
     class OtherModel(HashEmbedder):
         model_id = "pkg:another-model"
 
-    retriever = DenseRetriever(OtherModel(), IndexHandle(tmp_path / "index"))
+    settings = _settings(tmp_path)
+    retriever = DenseRetriever(settings, OtherModel(), FaissSqliteStore(settings))
     with pytest.raises(IndexMismatchError, match=r"test:hash-bag-of-words-384.*pkg:another-model"):
         retriever.retrieve("alpha", 3)
     with pytest.raises(IndexMismatchError, match="rebuild the index"):
