@@ -40,6 +40,7 @@ from ingest.loaders import file_fingerprint
 from ingest.pipeline import FileSpec, ingest
 from rag.config import Settings
 from rag.errors import RagError
+from rag.fsutil import atomic_write_text
 from rag.index import layout
 from rag.index.manifest import utc_now
 from rag.protocols import Embedder, VectorStore
@@ -122,12 +123,12 @@ class JobStore:
     def __init__(self, index_dir: Path) -> None:
         self.index_dir = Path(index_dir)
         self.dir = self.index_dir / JOBS_DIR
-        self._lock = threading.Lock()  # write_atomic's temp name is per process, not per thread
+        self._lock = threading.Lock()  # one save or remove at a time: a late save cannot undo a remove
 
     def save(self, job: Job) -> None:
         with self._lock:
             self.dir.mkdir(parents=True, exist_ok=True)
-            layout.write_atomic(self.dir / f"{job.id}.json", json.dumps(job.public()))
+            atomic_write_text(self.dir / f"{job.id}.json", json.dumps(job.public()))
 
     def remove(self, job_id: str) -> None:
         with self._lock:

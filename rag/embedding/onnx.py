@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,13 +32,13 @@ import numpy as np
 from rag.config import EmbeddingSettings
 from rag.embedding.factory import resolve_model_path
 from rag.errors import ConfigError
+from rag.fsutil import atomic_file
 
 # Bumped whenever the export or quantization recipe changes, so stale cached files are not reused.
 RECIPE_VERSION = "2"
 OPSET = 17
 INT8_SUFFIX = "#onnx-int8"
 FIRST_LAYER = "/encoder/layer.0/"  # node-name prefix torch.onnx gives the first BERT layer
-_HASH_CHUNK = 1 << 20
 COUNT_CACHE_SIZE = 1 << 16  # memoised token counts (texts are chunk-sized: a few MB at most)
 
 
@@ -172,14 +170,16 @@ class ModelFiles:
         path = self.dir / "model.onnx"
         if not path.is_file():
             self.dir.mkdir(parents=True, exist_ok=True)
-            _atomic(path, self._export)
+            with atomic_file(path) as tmp:  # a crash or a concurrent builder leaves no half model
+                self._export(tmp)
         return path
 
     def int8(self) -> Path:
         path = self.dir / "model-int8.onnx"
         if not path.is_file():
             source = self.fp32()
-            _atomic(path, lambda tmp: _quantize(source, tmp))
+            with atomic_file(path) as tmp:
+                _quantize(source, tmp)
         return path
 
     def _export(self, target: Path) -> None:
@@ -236,20 +236,6 @@ def _quantize(source: Path, target: Path) -> None:
     )
 
 
-def _atomic(path: Path, build: Any) -> None:
-    """Build into a temporary file beside ``path`` and rename it in, so a crash or a concurrent
-    builder never leaves a half-written model behind."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        build(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is shareable like any model file
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _slug(folder: Path) -> str:
     name = folder.name if folder.name not in ("model", "") else folder.parent.name
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]
@@ -262,7 +248,6 @@ def _fingerprint(folder: Path) -> str:
         path = folder / name
         if path.is_file():
             digest.update(name.encode())
-            with path.open("rb") as fh:
-                while block := fh.read(_HASH_CHUNK):
-                    digest.update(block)
+            with path.open("rb") as fh:  # into the same digest: cache keys stay as they were
+                hashlib.file_digest(fh, lambda: digest)
     return digest.hexdigest()[:16]

@@ -9,26 +9,20 @@ sidecar so later starts skip re-hashing.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib.util
 import json
-import os
 import shutil
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from rag.errors import ConfigError
-from rag.fsutil import fsync_dir
+from rag.fsutil import FileLock, atomic_file, atomic_write_text, temp_glob
 
 _CHUNK = 8 * 1024 * 1024  # large reads keep the join disk-bound, not Python-bound
 _SIDECAR_SUFFIX = ".verified"
-_TEMP_SUFFIX = ".tmp"
 
 
 @dataclass(frozen=True)
@@ -130,7 +124,8 @@ def ensure_joined(spec: PackagedModel, cache_dir: Path) -> Path:
         return target
     parts = part_paths(spec)
     models_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(models_dir / f"{spec.file_name}.lock"):
+    # One joiner at a time, across processes and threads: never two writers of the same 1 GB file.
+    with FileLock(models_dir / f"{spec.file_name}.lock"):
         if _sidecar_matches(target, spec):  # another process finished while we waited
             return target
         _remove_stale_temps(models_dir, spec.file_name)
@@ -140,20 +135,9 @@ def ensure_joined(spec: PackagedModel, cache_dir: Path) -> Path:
     return target
 
 
-@contextmanager
-def _exclusive_lock(lock_path: Path) -> Iterator[None]:
-    """flock so two processes (or threads) never write the same 1 GB file at once."""
-    with open(lock_path, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 def _remove_stale_temps(models_dir: Path, file_name: str) -> None:
     """Temp files left by a crashed join; safe to delete because we hold the lock."""
-    for stale in models_dir.glob(f".{file_name}.*{_TEMP_SUFFIX}"):
+    for stale in models_dir.glob(temp_glob(models_dir / file_name)):
         stale.unlink(missing_ok=True)
 
 
@@ -169,21 +153,13 @@ def _verify_existing(target: Path, spec: PackagedModel) -> bool:
 
 
 def _join(parts: list[Path], target: Path, spec: PackagedModel) -> None:
-    """Concatenate into a temp file in the same directory, verify, fsync, then atomically rename."""
+    """Concatenate into a temp file in the same directory, verify, then atomically rename (0644,
+    like every file we write: the cache may be shared)."""
     _check_disk_space(target.parent, spec.size)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{spec.file_name}.", suffix=_TEMP_SUFFIX)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
+    with atomic_file(target) as tmp:
+        with open(tmp, "wb") as out:
             digest, size = _copy_hashing(parts, out)
-            out.flush()
-            os.fsync(out.fileno())
         _check_digest(spec, size, digest, parts)
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     _write_sidecar(target, spec)
 
 
@@ -225,11 +201,8 @@ def _check_disk_space(folder: Path, needed: int) -> None:
 
 
 def sha256_file(path: Path) -> str:
-    hasher = hashlib.sha256()
     with open(path, "rb") as src:
-        while chunk := src.read(_CHUNK):
-            hasher.update(chunk)
-    return hasher.hexdigest()
+        return hashlib.file_digest(src, "sha256").hexdigest()
 
 
 def _sidecar_path(target: Path) -> Path:
@@ -245,10 +218,7 @@ def _write_sidecar(target: Path, spec: PackagedModel) -> None:
         "sha256": spec.sha256,
         "verified_at": time.time(),
     }
-    sidecar = _sidecar_path(target)
-    tmp = sidecar.with_name(sidecar.name + _TEMP_SUFFIX)
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, sidecar)
+    atomic_write_text(_sidecar_path(target), json.dumps(record))
 
 
 def _sidecar_matches(target: Path, spec: PackagedModel) -> bool:

@@ -8,6 +8,7 @@ not a model; the last test joins the real 1.1 GB model into the real default cac
 from __future__ import annotations
 
 import hashlib
+import stat
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -59,6 +60,7 @@ def test_join_writes_parts_in_order_with_sidecar(fake_model: PackagedModel, tmp_
     assert path.read_bytes() == b"".join(PARTS)
     assert (path.parent / "fake.gguf.verified").is_file()
     assert not list(path.parent.glob("*.tmp"))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # shareable like any model file, not 0600
 
 
 def test_second_resolve_skips_hashing(
