@@ -36,13 +36,13 @@ class Chunker:
 
     def _split_page(self, doc: Document, page: Page) -> Iterator[Chunk]:
         page_text = doc.text[page.start : page.end]
-        cursor = 0
+        cursor = end = 0
         for piece in self._splitter.split_text(page_text):
             for part in self._enforce_limit(piece):
-                start = page_text.find(part, cursor)
+                start = _locate(page_text, part, cursor, end)
                 if start < 0:  # the splitter only returns substrings; guard the invariant anyway
                     raise AssertionError(f"chunk not found in page text of {doc.source}")
-                cursor = start + 1
+                cursor, end = start + 1, start + len(part)
                 yield Chunk(
                     document_id=doc.id,
                     source=doc.source,
@@ -60,6 +60,16 @@ class Chunker:
         cut = _middle_cut(text)
         head, tail = text[:cut].rstrip(), text[cut:].lstrip()
         return [p for part in (head, tail) if part for p in self._enforce_limit(part)]
+
+
+def _locate(text: str, part: str, cursor: int, previous_end: int) -> int:
+    """Where ``part`` starts: the first occurrence from ``cursor`` that ends after the previous
+    chunk. Chunks move forward, so one that lies wholly inside the previous chunk is an earlier
+    copy of repeated text (e.g. a name that recurs just after the overlap), not this chunk."""
+    start = text.find(part, cursor)
+    while start >= 0 and start + len(part) <= previous_end:
+        start = text.find(part, start + 1)
+    return start
 
 
 def _middle_cut(text: str) -> int:

@@ -82,3 +82,12 @@ def test_default_chunk_size_is_measured_in_tokens(embedder) -> None:
     sizes = [embedder.count_tokens(c.text) for c in chunker.split(_doc(text))]
     assert max(sizes) <= ChunkingSettings().chunk_tokens
     assert sum(sizes[:-1]) / len(sizes[:-1]) > 0.8 * ChunkingSettings().chunk_tokens
+
+
+def test_repeated_text_gets_the_offsets_of_its_own_occurrence(embedder) -> None:
+    # Found by hypothesis: the second chunk "Zephyr_relay" was located inside the first chunk,
+    # so the document's last word was in no chunk's offsets.
+    text = "the Zephyr_relay antidisestablishmentarianism Zephyr_relay "
+    chunks = _chunker(embedder, 16, 4).split(_doc(text))
+    assert [text[c.start : c.end] for c in chunks] == [c.text for c in chunks]
+    assert chunks[-1].end == len(text.rstrip())
