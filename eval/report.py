@@ -1,17 +1,24 @@
 """The three outputs: results.json (everything), results.csv (one row per sample) and report.html
-(self-contained: inline CSS and SVG, no scripts, opens offline)."""
+(self-contained: inline CSS and SVG, no scripts, opens offline).
+
+The HTML comes from the Jinja2 template eval/templates/report.html.j2 with autoescaping on:
+questions, answers and contexts are document text, so they must be shown, never interpreted
+(a context holding ``<script>`` stays text). This module only prepares plain values for it.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import html
 import json
 import platform
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
 
 from eval.runner import METRICS
 
@@ -119,6 +126,10 @@ def write_csv(path: Path, records: list[dict]) -> None:
 
 
 # ---------------------------------------------------------------- HTML
+TEMPLATE = "report.html.j2"
+DASH = Markup("&ndash;")  # shown for a value that does not exist (not scored, no baseline)
+HIST_BINS = 10
+HIST_WIDTH, HIST_HEIGHT, HIST_PAD = 260, 120, 20
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1100px;
 color:#222;padding:0 1em}
@@ -138,111 +149,101 @@ summary{cursor:pointer}
 """
 
 
+def _environment() -> Environment:
+    """Autoescape everything (the template is HTML whatever its name); StrictUndefined makes a
+    misspelt name in the template an error instead of an empty string."""
+    env = Environment(
+        loader=PackageLoader("eval", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    env.filters["num"] = _num
+    env.filters["signed"] = _signed
+    return env
+
+
 def render_html(results: dict) -> str:
     agg = results["aggregates"]
-    cfg = results["config"]
-    parts = [
-        "<!doctype html><html lang=en><head><meta charset=utf-8>",
-        "<title>RAG evaluation report</title><style>",
-        CSS,
-        "</style></head><body>",
-        "<h1>RAG evaluation report</h1>",
-        f"<p class=muted>{_e(results['created'])} &middot; "
-        f"data set <code>{_e(cfg.get('dataset'))}</code> &middot; judge <b>{_e(cfg.get('judge'))}</b>"
-        f" &middot; {agg['n_samples']} samples, {agg['n_refused']} refused, "
-        f"{agg['n_errors']} with errors, {agg['n_generated']} answered by the pipeline</p>",
-        _summary_table(results),
-        _efficiency_table(agg),
-        "<h2>Distributions</h2>",
-        *[
-            _histogram(m, [r["metrics"].get(m) for r in results["samples"]])
-            for m in METRICS
-            if agg["metrics"][m]["n"]
-        ],
-        "<h2>Samples</h2><p class=muted>Lowest faithfulness first; unsupported statements are "
-        "highlighted in red, "
-        "with the terms the contexts lack.</p>",
-        *[_sample(r) for r in sorted(results["samples"], key=_sort_key)],
-        "<h2>Configuration</h2><pre>",
-        _e(json.dumps({"config": cfg, "versions": results["versions"]}, indent=2)),
-        "</pre>",
-        "</body></html>",
-    ]
-    return "".join(parts)
-
-
-def _summary_table(results: dict) -> str:
-    agg = results["aggregates"]["metrics"]
     comparison = (results.get("baseline") or {}).get("comparison", {})
-    head = "<tr><th>metric</th><th>mean</th><th>95 % CI</th><th>n</th><th>not scored</th>"
-    if comparison:
-        head += "<th>baseline</th><th>change</th>"
-    rows = [head + "</tr>"]
+    return (
+        _environment()
+        .get_template(TEMPLATE)
+        .render(
+            css=Markup(CSS),  # ours, constant
+            created=results["created"],
+            config=results["config"],
+            agg=agg,
+            baseline=results.get("baseline"),
+            comparison=comparison,
+            summary=_summary_rows(agg["metrics"], comparison),
+            efficiency=agg.get("efficiency") or {},
+            histograms=[
+                _histogram(m, [r["metrics"].get(m) for r in results["samples"]])
+                for m in METRICS
+                if agg["metrics"][m]["n"]
+            ],
+            samples=[_sample(r) for r in sorted(results["samples"], key=_sort_key)],
+            config_json=json.dumps({"config": results["config"], "versions": results["versions"]}, indent=2),
+        )
+    )
+
+
+def _summary_rows(metrics: dict, comparison: dict) -> list[dict[str, Any]]:
+    rows = []
     for m in METRICS:
-        a = agg[m]
+        a = metrics[m]
         if not a["n"] and m not in comparison:
             continue
-        ci = f"{a['ci_low']:.3f} &ndash; {a['ci_high']:.3f}" if a["mean"] is not None else "&ndash;"
-        row = (
-            f"<tr><td>{LABELS[m]}</td><td class=num>{_f(a['mean'])}</td><td class=num>{ci}</td>"
-            f"<td class=num>{a['n']}</td><td class=num>{a['n_null']}</td>"
-        )
-        if comparison:
-            c = comparison.get(m, {})
-            d = c.get("delta")
-            cls = "" if d is None or d == 0 else ("up" if d > 0 else "down")
-            note = " <span class=muted>(within CI)</span>" if c.get("ci_overlap") else ""
-            row += f"<td class=num>{_f(c.get('baseline'))}</td><td class='num {cls}'>{_signed(d)}{note}</td>"
-        rows.append(row + "</tr>")
-    base = results.get("baseline")
-    caption = f"<p class=muted>Compared with <code>{_e(base.get('path'))}</code></p>" if base else ""
-    return "<h2>Summary</h2>" + caption + "<table>" + "".join(rows) + "</table>"
-
-
-def _efficiency_table(agg: dict) -> str:
-    eff = agg.get("efficiency") or {}
-    if not eff:
-        return ""
-    rows = ["<tr><th>efficiency</th><th>mean</th><th>p50</th><th>p95</th><th>n</th></tr>"]
-    for k, v in eff.items():
+        c = comparison.get(m, {})
+        d = c.get("delta")
         rows.append(
-            f"<tr><td>{_e(k)}</td><td class=num>{v['mean']}</td><td class=num>{v['p50']}</td>"
-            f"<td class=num>{v['p95']}</td><td class=num>{v['n']}</td></tr>"
+            {
+                "label": LABELS[m],
+                **a,
+                "baseline": c.get("baseline"),
+                "delta": d,
+                "trend": "" if d is None or d == 0 else ("up" if d > 0 else "down"),
+                "ci_overlap": c.get("ci_overlap"),
+            }
         )
-    return "<h2>Efficiency</h2><table>" + "".join(rows) + "</table>"
+    return rows
 
 
-def _histogram(metric: str, values: list[float | None], bins: int = 10) -> str:
+def _histogram(metric: str, values: list[float | None]) -> dict[str, Any]:
+    """Bar geometry for a 0..1 histogram, as strings with the precision the SVG needs."""
     vals = [v for v in values if v is not None]
-    counts = [0] * bins
+    counts = [0] * HIST_BINS
     for v in vals:
-        counts[min(int(v * bins), bins - 1)] += 1
-    w, h, pad = 260, 120, 20
+        counts[min(int(v * HIST_BINS), HIST_BINS - 1)] += 1
     top = max(counts) or 1
-    bw = (w - 2 * pad) / bins
+    bw = (HIST_WIDTH - 2 * HIST_PAD) / HIST_BINS
     bars = []
     for i, c in enumerate(counts):
-        bh = (h - 2 * pad) * c / top
-        x, y = pad + i * bw, h - pad - bh
+        bh = (HIST_HEIGHT - 2 * HIST_PAD) * c / top
+        x, y = HIST_PAD + i * bw, HIST_HEIGHT - HIST_PAD - bh
         bars.append(
-            f"<rect x='{x:.1f}' y='{y:.1f}' width='{bw - 2:.1f}' height='{bh:.1f}' fill='#4a7fb5'>"
-            f"<title>{i / bins:.1f}&ndash;{(i + 1) / bins:.1f}: {c}</title></rect>"
+            {
+                "x": f"{x:.1f}",
+                "y": f"{y:.1f}",
+                "width": f"{bw - 2:.1f}",
+                "height": f"{bh:.1f}",
+                "low": f"{i / HIST_BINS:.1f}",
+                "high": f"{(i + 1) / HIST_BINS:.1f}",
+                "count": c,
+                "label_x": f"{x + bw / 2 - 1:.1f}",
+                "label_y": f"{y - 3:.1f}",
+            }
         )
-        if c:
-            bars.append(
-                f"<text x='{x + bw / 2 - 1:.1f}' y='{y - 3:.1f}' font-size='9' "
-                f"text-anchor='middle'>{c}</text>"
-            )
-    axis = (
-        f"<line x1='{pad}' y1='{h - pad}' x2='{w - pad}' y2='{h - pad}' stroke='#999'/>"
-        f"<text x='{pad}' y='{h - 5}' font-size='10'>0</text>"
-        f"<text x='{w - pad}' y='{h - 5}' font-size='10' text-anchor='end'>1</text>"
-    )
-    return (
-        f"<div class=hist><div><b>{LABELS[metric]}</b> <span class=muted>(n={len(vals)})</span></div>"
-        f"<svg width='{w}' height='{h}' role='img' aria-label='{LABELS[metric]} histogram'>"
-        f"{''.join(bars)}{axis}</svg></div>"
-    )
+    return {
+        "label": LABELS[metric],
+        "n": len(vals),
+        "bars": bars,
+        "width": HIST_WIDTH,
+        "height": HIST_HEIGHT,
+        "pad": HIST_PAD,
+        "base": HIST_HEIGHT - HIST_PAD,
+    }
 
 
 def _sort_key(r: dict) -> tuple:
@@ -250,65 +251,34 @@ def _sort_key(r: dict) -> tuple:
     return (0 if r.get("error") else 1, 2 if f is None else 1, f if f is not None else 0.0)
 
 
-def _sample(r: dict) -> str:
+def _sample(r: dict) -> dict[str, Any]:
+    """One sample's values for the template; the text in it is escaped there."""
     m = r.get("metrics", {})
-    badges = []
-    if r.get("refused"):
-        badges.append("<span class='badge ref'>refused</span>")
-    if r.get("error"):
-        badges.append("<span class='badge err'>error</span>")
-    f = m.get("faithfulness")
-    if f is not None:
-        badges.append(f"<span class='badge {'ok' if f >= 0.999 else 'bad'}'>faithfulness {f:.2f}</span>")
-    scores = ", ".join(
-        f"{LABELS[k].lower()} {v:.2f}" for k, v in m.items() if v is not None and k != "faithfulness"
-    )
-    out = [f"<details><summary>{_e(r['question'])}{''.join(badges)}</summary>"]
-    if r.get("error"):
-        out.append(f"<p><b>Not scored:</b> {_e(r['error'])}</p>")
-    out.append(f"<p class=muted>{_e(scores)}</p>")
-    out.append(f"<p><b>Answer</b>{' (generated by the pipeline)' if r.get('generated') else ''}:</p>")
-    if r.get("statements"):
-        out.append("<ul>")
-        for s in r["statements"]:
-            cls = "stmt-ok" if s["supported"] else "stmt-bad"
-            extra = ""
-            if not s["supported"] and s.get("missing"):
-                extra = " <span class=missing>missing: " + _e(", ".join(s["missing"][:8])) + "</span>"
-            ev = f"<br><span class=muted>evidence: {_e(s.get('evidence') or '&ndash;')}</span>"
-            out.append(
-                f"<li class={cls}>{_e(s['text'])} "
-                f"<span class=muted>(p={s['score']:.2f})</span>{extra}{ev}</li>"
-            )
-        out.append("</ul>")
-    else:
-        out.append(f"<p>{_e(r.get('answer') or '')}</p>")
-        if r.get("refused") and r.get("refusal_reason"):
-            out.append(f"<p class=muted>refusal reason: {_e(r['refusal_reason'])}</p>")
-    if r.get("reference"):
-        out.append(f"<p><b>Reference:</b> {_e(r['reference'])}</p>")
     useful = r.get("context_useful") or []
-    for i, c in enumerate(r.get("contexts") or []):
-        tag = ""
-        if i < len(useful):
-            tag = (
-                " <span class='badge ok'>useful</span>"
-                if useful[i]
-                else " <span class='badge bad'>not useful</span>"
-            )
-        src = f" <span class=muted>{_e(c.get('source'))}</span>" if c.get("source") else ""
-        out.append(f"<div><b>[{i + 1}]</b>{src}{tag}<div class=ctx>{_e(c['text'])}</div></div>")
-    out.append("</details>")
-    return "".join(out)
+    contexts = r.get("contexts") or []
+    return {
+        "question": r["question"],
+        "refused": bool(r.get("refused")),
+        "error": r.get("error"),
+        "faithfulness": m.get("faithfulness"),
+        "scores": ", ".join(
+            f"{LABELS[k].lower()} {v:.2f}" for k, v in m.items() if v is not None and k != "faithfulness"
+        ),
+        "generated": bool(r.get("generated")),
+        "statements": r.get("statements") or [],
+        "answer": r.get("answer"),
+        "refusal_reason": r.get("refusal_reason"),
+        "reference": r.get("reference"),
+        "contexts": [
+            {"text": c["text"], "source": c.get("source"), "useful": useful[i] if i < len(useful) else None}
+            for i, c in enumerate(contexts)
+        ],
+    }
 
 
-def _e(v: Any) -> str:
-    return html.escape("" if v is None else str(v))
-
-
-def _f(v: float | None) -> str:
-    return "&ndash;" if v is None else f"{v:.3f}"
+def _num(v: float | None) -> str:
+    return DASH if v is None else f"{v:.3f}"
 
 
 def _signed(v: float | None) -> str:
-    return "&ndash;" if v is None else f"{v:+.3f}"
+    return DASH if v is None else f"{v:+.3f}"
