@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 from rag.errors import IndexNotFoundError
-from rag.fsutil import fsync_dir
+from rag.fsutil import atomic_file, fsync_dir, temp_glob
+
+__all__ = ["fsync_dir"]  # re-exported for the writer
 
 CURRENT = "CURRENT"
 VECTORS = "vectors.faiss"
@@ -45,22 +46,19 @@ def current_version_dir(root: Path) -> Path:
     return root / name
 
 
-def temp_name(path: Path) -> Path:
-    """Where ``write_atomic`` stages ``path``; a crash can leave it behind, the writer removes it."""
-    return path.with_name(path.name + f".tmp-{os.getpid()}")
+def temp_files(path: Path) -> list[Path]:
+    """Temp files ``write_atomic`` staged ``path`` in; a crash can leave one, the writer removes it."""
+    return list(Path(path).parent.glob(temp_glob(path)))
 
 
 def write_atomic(path: Path, text: str, before_replace: object = None) -> None:
-    """Write to a temp file, fsync, rename over the target, fsync the directory.
+    """``rag.fsutil.atomic_file``: a temp file beside ``path``, fsynced, renamed over it, the
+    directory fsynced.
 
-    ``before_replace`` (a no-argument callable) runs between the two; the crash tests use it.
+    ``before_replace`` (a no-argument callable) runs once the text is written, before the rename;
+    the crash tests use it.
     """
-    tmp = temp_name(path)
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    if callable(before_replace):
-        before_replace()
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+        if callable(before_replace):
+            before_replace()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -12,12 +11,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import faiss
 import numpy as np
 
 from rag.errors import IndexLockedError, IndexNotFoundError
+from rag.fsutil import FileLock
 from rag.index import layout
 from rag.index.manifest import Manifest, utc_now
 from rag.index.sqlite_store import (
@@ -52,8 +51,9 @@ class IndexWriter:
     ``FaissSqliteStore.writer()``. Use as a context manager; nothing is visible to readers
     until ``commit()``.
 
-    The lock is an fcntl lock on ``.lock`` so a CLI ingest and the server's upload jobs on the same
-    directory never write at the same time; it is released by the kernel if the process dies.
+    The lock is an fcntl lock on ``.lock`` (``rag.fsutil.FileLock``) so a CLI ingest and the
+    server's upload jobs on the same directory never write at the same time; it is released by
+    the kernel if the process dies.
     """
 
     def __init__(
@@ -73,7 +73,7 @@ class IndexWriter:
         self._keep_versions = keep_versions  # index.keep_versions
         self._identity = (embedding_model, dimension, chunk_tokens, overlap_tokens)
         self._lock_timeout_s = lock_timeout_s
-        self._lock_fh: Any = None
+        self._lock: FileLock | None = None
         self._conn: sqlite3.Connection | None = None
         self._vectors: faiss.IndexIDMap2 | None = None
         self._manifest: Manifest | None = None
@@ -98,21 +98,15 @@ class IndexWriter:
         self._release()
 
     def _acquire_lock(self) -> None:
-        self._lock_fh = open(self.root / layout.LOCK, "a+")  # noqa: SIM115 - held until release
-        deadline = time.monotonic() + self._lock_timeout_s
-        while True:
-            try:
-                fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    self._lock_fh.close()
-                    self._lock_fh = None
-                    raise IndexLockedError(
-                        f"another process is writing to {self.root}; wait for it to finish "
-                        "(one writer at a time)"
-                    ) from None
-                time.sleep(0.2)
+        lock = FileLock(self.root / layout.LOCK)
+        try:
+            lock.acquire(timeout_s=self._lock_timeout_s)
+        except TimeoutError:
+            raise IndexLockedError(
+                f"another process is writing to {self.root}; wait for it to finish (one writer at a "
+                "time), or allow a longer wait with ingest.lock_timeout_s"
+            ) from None
+        self._lock = lock
 
     def _release(self) -> None:
         if self._conn is not None:
@@ -121,10 +115,9 @@ class IndexWriter:
         if self._staging is not None and self._staging.exists():
             shutil.rmtree(self._staging, ignore_errors=True)
         self._staging = None
-        if self._lock_fh is not None:
-            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
-            self._lock_fh.close()
-            self._lock_fh = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     @classmethod
     def for_existing(cls, root: Path, *, lock_timeout_s: float = 0.0, keep_versions: int = 2) -> IndexWriter:
@@ -146,7 +139,7 @@ class IndexWriter:
         versions it did not get to prune."""
         for path in self.root.glob(STAGING_PREFIX + "*"):
             shutil.rmtree(path, ignore_errors=True)
-        for path in self.root.glob(layout.CURRENT + ".tmp-*"):
+        for path in layout.temp_files(self.root / layout.CURRENT):
             path.unlink(missing_ok=True)
         try:
             live = layout.version_number(layout.current_version_dir(self.root))

@@ -102,7 +102,8 @@ def _recover_and_check(docs: Path, index_dir: Path, expected: State) -> None:
     assert summary.failed == 0, summary.errors
     assert _state_after_crash(index_dir) == expected
     names = {p.name for p in index_dir.iterdir()}
-    assert not any(n.startswith(STAGING_PREFIX) or n.startswith(layout.CURRENT + ".tmp") for n in names)
+    assert not any(n.startswith(STAGING_PREFIX) for n in names)
+    assert not layout.temp_files(index_dir / layout.CURRENT)
     current = layout.version_number(layout.current_version_dir(index_dir))
     versions = [layout.version_number(p) for p in layout.version_dirs(index_dir)]
     assert max(versions) == current and len(versions) <= 2, versions
