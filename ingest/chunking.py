@@ -63,13 +63,17 @@ class Chunker:
 
 
 def _locate(text: str, part: str, cursor: int, previous_end: int) -> int:
-    """Where ``part`` starts: the first occurrence from ``cursor`` that ends after the previous
-    chunk. Chunks move forward, so one that lies wholly inside the previous chunk is an earlier
-    copy of repeated text (e.g. a name that recurs just after the overlap), not this chunk."""
+    """Where ``part`` starts in ``text``. The splitter moves forward and skips nothing, so a chunk
+    starts after the previous chunk's start (``cursor``) and no later than the first non-space
+    character after its end. Within that window repeated text (a name that recurs around the
+    overlap) can match more than once: take the last match, the one that covers the most text."""
+    limit = len(text) - len(text[previous_end:].lstrip())
+    best = -1
     start = text.find(part, cursor)
-    while start >= 0 and start + len(part) <= previous_end:
+    while 0 <= start <= limit:
+        best = start
         start = text.find(part, start + 1)
-    return start
+    return best if best >= 0 else text.find(part, cursor)
 
 
 def _middle_cut(text: str) -> int:

@@ -91,3 +91,10 @@ def test_repeated_text_gets_the_offsets_of_its_own_occurrence(embedder) -> None:
     chunks = _chunker(embedder, 16, 4).split(_doc(text))
     assert [text[c.start : c.end] for c in chunks] == [c.text for c in chunks]
     assert chunks[-1].end == len(text.rstrip())
+
+
+def test_a_word_repeated_across_the_overlap_is_covered_once_per_occurrence(embedder) -> None:
+    text = "/etc/zephyr.conf Zephyr_relay Zephyr_relay Zephyr_relay "
+    chunks = _chunker(embedder, 16, 4).split(_doc(text))
+    assert [text[c.start : c.end] for c in chunks] == [c.text for c in chunks]
+    assert chunks[-1].end == len(text.rstrip())
