@@ -55,9 +55,7 @@ _END = object()  # what next() returns from a finished answer stream
     },
     summary="Answer a question from the indexed documents",
 )
-async def query(
-    body: QueryRequest, state: State, request: Request
-) -> QueryResponse | EventSourceResponse:
+async def query(body: QueryRequest, state: State, request: Request) -> QueryResponse | EventSourceResponse:
     """Retrieves the top-k chunks, drafts an answer with the generator, and checks each sentence
     against the chunks. `refused` is true (with a fixed message) when retrieval finds nothing
     similar enough or the draft is not supported by the chunks; citations name the chunks that

@@ -48,7 +48,9 @@ def load_docs() -> dict[str, list[str]]:
     return docs
 
 
-def check_item(n: int, item: dict, docs: dict[str, list[str]], errors: list[str], warnings: list[str]) -> None:
+def check_item(
+    n: int, item: dict, docs: dict[str, list[str]], errors: list[str], warnings: list[str]
+) -> None:
     def err(msg: str) -> None:
         errors.append(f"line {n} ({item.get('id')}): {msg}")
 
@@ -68,12 +70,21 @@ def check_item(n: int, item: dict, docs: dict[str, list[str]], errors: list[str]
             if key in item:
                 err(f"unanswerable item has {key!r}")
         return
-    source, page, passage, answer = item.get("source"), item.get("page"), item.get("passage"), item.get("answer")
+    source, page, passage, answer = (
+        item.get("source"),
+        item.get("page"),
+        item.get("passage"),
+        item.get("answer"),
+    )
     if not isinstance(answer, str) or not answer.strip():
         err("answer missing")
         answer = ""
     expect = item.get("expect")
-    if not (isinstance(expect, list) and 1 <= len(expect) <= 3 and all(isinstance(e, str) and e.strip() for e in expect)):
+    if not (
+        isinstance(expect, list)
+        and 1 <= len(expect) <= 3
+        and all(isinstance(e, str) and e.strip() for e in expect)
+    ):
         err("expect must be a list of 1-3 non-empty strings")
         expect = []
     if source not in docs:
@@ -94,7 +105,10 @@ def check_item(n: int, item: dict, docs: dict[str, list[str]], errors: list[str]
             return
         if norm(passage) not in pages[page - 1]:
             found = [i + 1 for i, text in enumerate(pages) if norm(passage) in text]
-            err(f"passage not on page {page}" + (f" (found on page(s) {found})" if found else " (nowhere in the PDF)"))
+            err(
+                f"passage not on page {page}"
+                + (f" (found on page(s) {found})" if found else " (nowhere in the PDF)")
+            )
     else:
         if page is not None:
             err("page must be null for a non-PDF source")
@@ -103,7 +117,9 @@ def check_item(n: int, item: dict, docs: dict[str, list[str]], errors: list[str]
     for e in expect:
         if e.lower() not in passage.lower() and e.lower() not in answer.lower():
             err(f"expect {e!r} is in neither the passage nor the answer")
-    others = [name for name, texts in docs.items() if name != source and any(norm(passage) in t for t in texts)]
+    others = [
+        name for name, texts in docs.items() if name != source and any(norm(passage) in t for t in texts)
+    ]
     if others:
         warnings.append(f"line {n} ({item.get('id')}): passage also occurs in {others}")
 
@@ -127,7 +143,11 @@ def main() -> int:
     per_file = Counter(i.get("source") for i in answerable)
     topics = Counter(i.get("topic_source") for i in unanswerable)
     pdf_pages = sorted({i.get("page") for i in answerable if str(i.get("source")).endswith(".pdf")})
-    dupes = [q for q, c in Counter(re.sub(r"\W+", " ", i.get("question", "").lower()) for i in items).items() if c > 1]
+    dupes = [
+        q
+        for q, c in Counter(re.sub(r"\W+", " ", i.get("question", "").lower()) for i in items).items()
+        if c > 1
+    ]
 
     print(f"{len(items)} items: {len(answerable)} answerable, {len(unanswerable)} unanswerable")
     for name in docs:
