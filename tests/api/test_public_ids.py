@@ -28,11 +28,7 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 TEXT = "The quokka-gateway forwards syslog on UDP port 6514 to the archive host."
 
 
-@pytest.fixture(scope="module")
-def served(
-    tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
-) -> Iterator[tuple[TestClient, Path, str]]:
-    root = tmp_path_factory.mktemp("public")
+def _serve(root: Path, embedder: Embedder) -> Iterator[tuple[TestClient, Path, str]]:
     (root / "docs").mkdir()
     (root / "docs" / "gateway.md").write_text(TEXT)
     settings = load_settings(
@@ -49,6 +45,19 @@ def served(
     stored = (root / "docs" / "gateway.md").resolve().as_posix()
     with TestClient(create_app(settings)) as client:
         yield client, root, stored
+
+
+@pytest.fixture(scope="module")
+def served(
+    tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
+) -> Iterator[tuple[TestClient, Path, str]]:
+    yield from _serve(tmp_path_factory.mktemp("public"), embedder)
+
+
+@pytest.fixture
+def fresh(tmp_path: Path, embedder: Embedder) -> Iterator[tuple[TestClient, Path, str]]:
+    """Its own index: the module's `served` one loses its document to the delete test."""
+    yield from _serve(tmp_path, embedder)
 
 
 def test_listing_and_search_show_an_opaque_id_not_the_server_path(served) -> None:
@@ -97,10 +106,10 @@ def test_upload_ids_stay_readable() -> None:
     assert public_id("/srv/docs/a.md") == public_id("/srv/docs/a.md") != public_id("/srv/docs/b.md")
 
 
-def test_a_source_prefix_filter_cannot_probe_the_server_path(served) -> None:
+def test_a_source_prefix_filter_cannot_probe_the_server_path(fresh) -> None:
     """Regression: `source_prefix` also matched the stored id, so guessing prefixes of the
     absolute path ("/tmp/") revealed where the documents live."""
-    client, _, stored = served
+    client, _, stored = fresh
     probe = {"query": "syslog port", "filters": {"source_prefix": stored[:5]}}
     assert client.post("/v1/search", json=probe).json()["results"] == []
     by_source = {"query": "syslog port", "filters": {"source_prefix": "docs/"}}
