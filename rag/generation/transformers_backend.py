@@ -1,7 +1,7 @@
 """Local generator: a GGUF chat model run by transformers on CPU.
 
 transformers dequantizes GGUF to fp32 and needs no compiler, so it works wherever torch does
-(llama-cpp-python is faster but has to be compiled; see REFERENCE.md). The model is loaded once,
+(llama-cpp-python is faster but has to be compiled). The model is loaded once,
 lazily, because loading costs about a minute and 7 GB and many commands never generate.
 """
 

@@ -1,7 +1,7 @@
 """Decide in code whether a generated answer may be shown, and which chunks it cites.
 
 The default generator answers well when the passage is there, but rarely cites and does not
-refuse reliably (REFERENCE.md), so neither is left to it: every sentence is checked against the
+refuse reliably, so neither is left to it: every sentence is checked against the
 retrieved chunks, citations come from the evidence found, and an answer whose content is not
 mostly supported is replaced by a refusal.
 

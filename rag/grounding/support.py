@@ -1,6 +1,6 @@
 """The default support judge: lexical evidence + embedding similarity, combined logistically.
 
-Why not an NLI model: none is available offline (see REFERENCE.md). Why these signals: invented
+Why not an NLI model: none is available offline. Why these signals: invented
 details (a port, a version, a path, a name) are what a small generator adds, and they are exactly
 the terms that are missing from the context; embedding similarity to the best context sentence
 catches paraphrase that word overlap misses. The verdict names the missing terms, so a reader can

@@ -5,8 +5,8 @@ where nothing listens) answers the cases the `st` command line generates from it
 the examples, coverage (boundary values: empty strings, 2**63, wrong types, missing fields) and
 fuzzing phases, with a fixed seed and a bounded number of cases per operation. No response may be
 a 5xx, except the documented upstream-generator statuses of the answer route (502: the remote
-generator failed, 503: not loaded yet), allowed in `schemathesis.toml` below. `bench/fuzz.sh` runs
-the same with many more cases.
+generator failed, 503: not loaded yet), allowed in `schemathesis.toml` below. `RAG_FUZZ_EXAMPLES=N`
+(default 25) runs more cases per operation.
 """
 
 from __future__ import annotations
