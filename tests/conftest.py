@@ -1,10 +1,16 @@
-"""Shared fixtures. Real models only: the packaged MiniLM embedder (loaded once per session) and,
-for the slow tier, the packaged Qwen2.5-Coder-1.5B served by one `rag serve` process per session.
+"""Shared fixtures. Real models only, each loaded once per session: the packaged MiniLM embedder
+and, for the slow tier only, the configured default generator (`generator`; today the packaged
+Qwen2.5-Coder-1.5B), shared by the in-process API server, the evaluator and the backend tests.
+
+`_generator_loads` counts how many instances of the default generator class load their model in
+this process and fails the session at its end when that is more than one (or any, when no slow
+test was selected: the fast tier must never load it). The count is printed in the summary.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,9 +20,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+from rag import registry
 from rag.config import Settings, load_settings
 from rag.embedding import make_embedder
-from rag.protocols import Embedder
+from rag.protocols import Embedder, Generator
 
 # A small corpus with facts no model knows (an invented tool), so an answer that contains them
 # came from retrieval, and questions about what the corpus leaves out have no right answer.
@@ -94,3 +101,49 @@ def built_index(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path, embe
     summary = ingest([corpus_dir], settings, embedder)
     assert summary.failed == 0 and summary.added == 4, summary
     return settings
+
+
+@pytest.fixture(scope="session")
+def generator() -> Generator:
+    """The configured default generator, model loaded (for the default: ~80 s, ~7 GB), once per
+    session. Slow tests only: a fast test that requests it is a defect (`_generator_loads`)."""
+    from rag.components import build_generator
+
+    return build_generator(load_settings())
+
+
+_LOADS = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _generator_loads(request: pytest.FixtureRequest) -> Iterator[list[str]]:
+    """Counts the instances of the default generator class whose ``load()`` ran (patched on the
+    class, so a direct construction is counted too, whatever the backend); checked at session end."""
+    settings = load_settings().generator
+    cls = registry.resolve("generator", str(settings.backend), setting="generator.backend")
+    loaded: list[str] = []  # one entry per instance (its name), not per call
+    real_load = getattr(cls, "load", None)
+    if real_load is None:  # a remote backend: nothing to load, nothing to count
+        yield loaded
+        return
+
+    def counting_load(self: object, *args: object, **kwargs: object) -> object:
+        if not getattr(self, "_tests_load_counted", False):
+            loaded.append(getattr(self, "name", type(self).__name__))
+            object.__setattr__(self, "_tests_load_counted", True)
+        return real_load(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cls, "load", counting_load)
+        yield loaded
+    request.config.stash[_LOADS] = [f"{cls.__name__}: {len(loaded)} instance(s) loaded {loaded}"]
+    allowed = 1 if any(item.get_closest_marker("slow") for item in request.session.items) else 0
+    assert len(loaded) <= allowed, (
+        f"{len(loaded)} {cls.__name__} instances loaded their model in this session (at most "
+        f"{allowed}): use the session fixture `generator`, and only in slow tests"
+    )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    for line in config.stash.get(_LOADS, []):
+        terminalreporter.write_line(f"default generator loads: {line}")

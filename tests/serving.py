@@ -1,4 +1,6 @@
-"""Start `rag serve` as a real process on a loopback port, for end-to-end tests over HTTP."""
+"""Real HTTP on loopback for end-to-end tests: `serving_in_thread(app)` serves an app built in
+this process (so it can hold the session's models) under uvicorn in a background thread;
+`running_server` starts `rag serve` as a real process (the smoke test of the command itself)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,12 +16,52 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def serving_in_thread(
+    app: Any, timeout_s: float = 30, client_timeout_s: float = 300
+) -> Iterator[httpx.Client]:
+    """Serve ``app`` (e.g. ``create_app(settings, components=...)``) with uvicorn on a free
+    loopback port in a daemon thread; yields a client once /healthz answers, stops on exit.
+
+    The socket is bound here and handed to uvicorn, so no other process can take the port
+    between choosing and binding it. The app's lifespan runs as under `rag serve`.
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
+    thread.start()
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=client_timeout_s)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if not thread.is_alive():
+                raise RuntimeError("uvicorn stopped before it served /healthz (see the log above)")
+            try:
+                if server.started and client.get("/healthz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the in-process server did not answer /healthz within {timeout_s} s")
+            time.sleep(0.05)
+        yield client
+    finally:
+        client.close()
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
 
 
 @contextmanager

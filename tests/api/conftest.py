@@ -5,27 +5,36 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from rag.config import Settings
-from tests.serving import running_server
+from api.app import create_app
+from rag.components import build_components
+from rag.config import Settings, load_settings
+from rag.protocols import Embedder, Generator
+from tests.serving import running_server, serving_in_thread
 
 WAITING_BOUND = 48  # server.max_waiting_questions of llm_server
 
 
 @pytest.fixture(scope="session")
-def llm_server(built_index: Settings) -> Iterator[httpx.Client]:
-    """One `rag serve` with the real default generator for the whole session (it needs ~7 GB and
-    about a minute to load, so every generation test shares it)."""
+def llm_server(built_index: Settings, embedder: Embedder, generator: Generator) -> Iterator[httpx.Client]:
+    """The real app with the session's real generator and embedder (no second model load), served
+    in this process by uvicorn on loopback, so tests still talk HTTP. Slow tests only."""
     # More waiting questions than the server's thread pool has threads (40), for the starvation test.
-    env = {"RAG_SERVER__MAX_WAITING_QUESTIONS": str(WAITING_BOUND)}
-    with running_server(built_index.index_dir, env=env, wait_for_generator=True) as client:
+    settings = load_settings(
+        index_dir=built_index.index_dir, **{"server.max_waiting_questions": WAITING_BOUND}
+    )
+    components = build_components(settings, embedder=embedder, generator=generator)
+    with serving_in_thread(create_app(settings, components=components)) as client:
+        health = client.get("/healthz").json()
+        assert health["generator"] == "ready", health  # the given generator, none other loaded
         yield client
 
 
 @pytest.fixture(scope="session")
 def light_server(built_index: Settings) -> Iterator[httpx.Client]:
-    """A server whose generator is an OpenAI-compatible endpoint that is not running: it loads in
-    no time, so tests of validation, search and health don't wait for the local LLM. Questions
-    that reach generation get a 502 from it, which one test checks."""
+    """`rag serve` as a real process (the smoke test of the command: its tests check health,
+    validation and search over HTTP), whose generator is an OpenAI-compatible endpoint that is
+    not running: it loads in no time. Questions that reach generation get a 502 from it, which
+    one test checks."""
     env = {"RAG_GENERATOR__BACKEND": "openai", "RAG_GENERATOR__BASE_URL": "http://127.0.0.1:9/v1"}
     with running_server(built_index.index_dir, env=env) as client:
         yield client

@@ -1,5 +1,5 @@
 """Fixtures for the evaluator tests: the real support judge over the session's MiniLM embedder,
-and (slow tier only) the real local generator, loaded once for this package."""
+and (slow tier only) the session's real default generator (tests/conftest.py `generator`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from rag.config import GroundingSettings, Settings
 from rag.embedding.caching import CachingEmbedder
 from rag.grounding.support import LexicalSupportJudge
-from rag.protocols import Embedder
+from rag.protocols import Embedder, Generator
 
 ZEPHYR = [
     "Zephyr stores snapshots in /var/lib/zephyr/snapshots and writes its own log to "
@@ -37,11 +37,7 @@ def settings() -> Settings:
     return Settings()
 
 
-@pytest.fixture(scope="module")
-def local_generator():  # type: ignore[no-untyped-def]
-    """The packaged Qwen2.5-Coder-1.5B (about 70 s to load, 7 GB); only slow tests use it."""
-    from rag.components import build_generator
-
-    generator = build_generator(Settings())
-    generator.load()  # type: ignore[attr-defined]
+@pytest.fixture(scope="session")
+def local_generator(generator: Generator) -> Generator:
+    """The session's real default generator (loaded once for all tiers' slow tests)."""
     return generator

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from rag import registry
 from rag.config import GeneratorSettings
 from rag.errors import ConfigError
 from rag.generation import make_generator
@@ -62,9 +64,11 @@ def test_openai_backend() -> None:
 
 
 def test_unknown_backend_lists_valid_names() -> None:
-    expected = r"generator.backend='llamacpp' is unknown; use one of 'openai', 'transformers'"
+    listed = ", ".join(repr(n) for n in registry.names("generator"))
+    assert "'openai'" in listed and "'transformers'" in listed
+    expected = re.escape(f"generator.backend='no-such-backend' is unknown; use one of {listed}")
     with pytest.raises(ConfigError, match=expected):
-        make_generator(_settings("llamacpp"))
+        make_generator(_settings("no-such-backend"))
 
 
 def test_dotted_path_builds_user_class(plugin_module: str) -> None:

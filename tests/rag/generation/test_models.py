@@ -2,7 +2,8 @@
 
 Most tests use small fake part packages written to tmp_path (same layout as the real ones:
 ``<module>/data/partNN.bin``) because they test the file joining, locking and verification logic,
-not a model; the last test joins the real 1.1 GB model into the real default cache dir.
+not a model; every fast test writes only under tmp_path. The last test (slow tier) joins the
+real 1.1 GB model into the real default cache dir, where the slow tier's generator needs it anyway.
 """
 
 from __future__ import annotations
@@ -181,8 +182,11 @@ def test_unknown_model_lists_keys(tmp_path: Path) -> None:
         resolve_gguf("no-such-model", tmp_path)
 
 
+@pytest.mark.slow
 def test_real_registry_key_joins_into_default_cache() -> None:
-    """The real 1.1 GB join, into the real default cache dir so later runs reuse it."""
+    """The real 1.1 GB join, into the real default cache dir so later runs reuse it. Slow tier:
+    the fast tier must not write 1.1 GB into the user's cache (the slow tier's session generator
+    resolves the same file there, so this adds no second copy)."""
     spec = REGISTRY["qwen2.5-coder-1.5b"]
     path = resolve_gguf(spec.key, GeneratorSettings().cache_dir)
     assert path.name == "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"

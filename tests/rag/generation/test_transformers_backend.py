@@ -1,17 +1,19 @@
-"""The local generator with the REAL packaged Qwen2.5-Coder-1.5B (about 65 s and 7 GB to load,
-a few tokens per second), so every generation here is short and greedy."""
+"""The transformers backend with the REAL packaged Qwen2.5-Coder-1.5B (about 80 s and 7 GB to
+load, a few tokens per second), so every generation here is short and greedy.
+
+When the configured default backend is this one, the tests use the session's generator
+(tests/conftest.py `generator`: the model loads once per session); otherwise they build this
+backend themselves, since what they test is this backend."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from rag.config import GeneratorSettings
-from rag.generation import make_generator
+from rag.config import GeneratorSettings, load_settings
 from rag.generation.transformers_backend import TransformersGenerator, _StopFilter, truncate_at_stop
-from rag.protocols import GenerationParams, Generator, Message, YesNoScorer
+from rag.protocols import GenerationParams, Generator, Loadable, Message, YesNoScorer
 
 FRANCE: list[Message] = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
 HASH_TABLE: list[Message] = [{"role": "user", "content": "Explain in detail how a hash table works."}]
@@ -22,24 +24,33 @@ def _ask(question: str) -> list[Message]:
 
 
 @pytest.fixture(scope="module")
-def generator() -> Iterator[TransformersGenerator]:
-    generator = make_generator(GeneratorSettings(backend="transformers", model="qwen2.5-coder-1.5b"))
-    assert isinstance(generator, TransformersGenerator)
+def local(request: pytest.FixtureRequest) -> TransformersGenerator:
+    """The session generator when it is a TransformersGenerator, else one of this backend."""
+    if load_settings().local.backend == "transformers":
+        generator = request.getfixturevalue("generator")
+        assert isinstance(generator, TransformersGenerator), generator
+        return generator
+    own = TransformersGenerator(load_settings(**{"generator.backend": "transformers"}).generator)
     started = time.perf_counter()
-    generator.load()
+    own.load()
     print(f"\nmodel load: {time.perf_counter() - started:.1f} s")
-    yield generator
+    return own
+
+
+def test_is_a_loadable_yes_no_scoring_generator_without_loading() -> None:
+    """What the rest of the code tells apart by these protocols: build_generator loads a Loadable
+    up front, the LLM judge asks a YesNoScorer for P(yes) instead of parsing JSON. Constructing
+    is cheap (no model, not even the GGUF is resolved), so this needs no 7 GB load."""
+    generator = TransformersGenerator(GeneratorSettings(backend="transformers", model="/nowhere/m.gguf"))
+    assert isinstance(generator, Generator)
+    assert isinstance(generator, Loadable) and isinstance(generator, YesNoScorer)
+    assert generator._model is None and generator._tokenizer is None  # nothing was loaded
 
 
 @pytest.mark.slow
-def test_implements_protocols(generator: TransformersGenerator) -> None:
-    assert isinstance(generator, Generator) and isinstance(generator, YesNoScorer)
-
-
-@pytest.mark.slow
-def test_greedy_answer(generator: TransformersGenerator) -> None:
-    result = generator.generate(FRANCE, GenerationParams(max_tokens=8))
-    stats = generator.last_stats
+def test_greedy_answer(local: TransformersGenerator) -> None:
+    result = local.generate(FRANCE, GenerationParams(max_tokens=8))
+    stats = local.last_stats
     print(
         f"\nprompt {stats.prompt_tokens} tok in {stats.prefill_s:.2f} s "
         f"({stats.prompt_tokens_per_s:.1f} tok/s); {stats.completion_tokens} generated, "
@@ -51,17 +62,17 @@ def test_greedy_answer(generator: TransformersGenerator) -> None:
 
 
 @pytest.mark.slow
-def test_stream_matches_generate(generator: TransformersGenerator) -> None:
+def test_stream_matches_generate(local: TransformersGenerator) -> None:
     params = GenerationParams(max_tokens=8)
-    pieces = list(generator.stream(FRANCE, params))
+    pieces = list(local.stream(FRANCE, params))
     assert pieces and all(pieces)
-    assert "".join(pieces) == generator.generate(FRANCE, params).text
+    assert "".join(pieces) == local.generate(FRANCE, params).text
 
 
 @pytest.mark.slow
-def test_length_limit_and_decode_speed(generator: TransformersGenerator) -> None:
-    result = generator.generate(HASH_TABLE, GenerationParams(max_tokens=12))
-    stats = generator.last_stats
+def test_length_limit_and_decode_speed(local: TransformersGenerator) -> None:
+    result = local.generate(HASH_TABLE, GenerationParams(max_tokens=12))
+    stats = local.last_stats
     print(
         f"\nprompt {stats.prompt_tokens_per_s:.1f} tok/s, "
         f"generation {stats.completion_tokens_per_s:.2f} tok/s "
@@ -73,28 +84,28 @@ def test_length_limit_and_decode_speed(generator: TransformersGenerator) -> None
 
 
 @pytest.mark.slow
-def test_stop_string_cuts_generate_and_stream(generator: TransformersGenerator) -> None:
+def test_stop_string_cuts_generate_and_stream(local: TransformersGenerator) -> None:
     params = GenerationParams(max_tokens=12, stop=("table",))
-    result = generator.generate(HASH_TABLE, params)
+    result = local.generate(HASH_TABLE, params)
     assert result.finish_reason == "stop"
     assert "table" not in result.text and result.completion_tokens < 12  # generation stopped early
-    assert "".join(generator.stream(HASH_TABLE, params)) == result.text
+    assert "".join(local.stream(HASH_TABLE, params)) == result.text
 
 
 @pytest.mark.slow
-def test_yes_probability_separates_true_and_false(generator: TransformersGenerator) -> None:
-    true_p = generator.yes_probability(_ask("Is Paris the capital of France?"))
-    false_p = generator.yes_probability(_ask("Is Berlin the capital of France?"))
+def test_yes_probability_separates_true_and_false(local: TransformersGenerator) -> None:
+    true_p = local.yes_probability(_ask("Is Paris the capital of France?"))
+    false_p = local.yes_probability(_ask("Is Berlin the capital of France?"))
     print(f"\nP(yes): true {true_p:.3f}, false {false_p:.3f}")
     assert true_p > 0.8 and false_p < 0.2
 
 
 @pytest.mark.slow
-def test_abandoned_stream_releases_the_model(generator: TransformersGenerator) -> None:
-    stream = generator.stream(HASH_TABLE, GenerationParams(max_tokens=16))
+def test_abandoned_stream_releases_the_model(local: TransformersGenerator) -> None:
+    stream = local.stream(HASH_TABLE, GenerationParams(max_tokens=16))
     next(stream)
     stream.close()  # a client that disconnects after the first piece
-    assert "Paris" in generator.generate(FRANCE, GenerationParams(max_tokens=8)).text
+    assert "Paris" in local.generate(FRANCE, GenerationParams(max_tokens=8)).text
 
 
 def test_truncate_at_earliest_stop() -> None:
