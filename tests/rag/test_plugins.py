@@ -1,28 +1,26 @@
 """Backends chosen through config alone: a toy store and a toy retriever (tests/plugins/toy.py)
 named in settings serve /v1/search and /v1/query over real HTTP (uvicorn on loopback), with the
-real MiniLM embedder; the registry refuses a wrong class by setting, value and choices."""
+real MiniLM embedder; the registry refuses a wrong class by setting, value and choices. The fast
+tier drafts with a scripted generator; the slow twin answers with the session's real generator."""
 
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from api.app import create_app
 from ingest.pipeline import ingest
 from rag.components import Components, build_components
 from rag.config import Settings, load_settings
 from rag.errors import ConfigError
-from rag.protocols import Embedder, Generation, GenerationParams, Message
+from rag.protocols import Embedder, Generation, GenerationParams, Generator, Message
 from tests.plugins.toy import NothingSupportedJudge, ToyRetriever, ToyStore
-from tests.serving import free_port
+from tests.serving import serving_in_thread
 
 PLUGINS = {
     "index.store": "tests.plugins.toy:ToyStore",
@@ -58,22 +56,9 @@ def _settings(tmp_path: Path, **extra: object) -> Settings:
 
 @contextmanager
 def serving(components: Components) -> Iterator[httpx.Client]:
-    """The real app under uvicorn on a loopback port, in a background thread."""
-    port = free_port()
-    app = create_app(components.settings, components=components)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    """The real app over ``components`` under uvicorn on a loopback port, in a background thread."""
+    with serving_in_thread(create_app(components.settings, components=components)) as client:
+        yield client
 
 
 @pytest.fixture
@@ -130,6 +115,28 @@ def test_grounding_judge_setting_selects_the_answer_paths_judge(
         answer = client.post("/v1/query", json={"question": ON_TOPIC}).json()
     assert answer["refused"] and not answer["citations"]  # the faithful draft, judged unsupported
     assert components.judge.calls > 0
+
+
+@pytest.mark.slow
+def test_the_toy_backends_answer_with_the_real_generator(
+    tmp_path: Path, corpus_dir: Path, embedder: Embedder, generator: Generator
+) -> None:
+    """The slow twin of the first test: the same settings-chosen toy store and retriever, the
+    real default generator (no scripted draft), over loopback HTTP."""
+    settings = _settings(tmp_path)
+    ingest([corpus_dir], settings, embedder)
+    components = build_components(settings, embedder=embedder, generator=generator)
+    assert isinstance(components.store, ToyStore) and isinstance(components.retriever, ToyRetriever)
+    with serving(components) as client:
+        assert client.get("/healthz").json()["generator"] == "ready"
+        answer = client.post("/v1/query", json={"question": ON_TOPIC}).json()
+        off = client.post("/v1/query", json={"question": OFF_TOPIC}).json()
+    assert not answer["refused"], answer
+    assert "7341" in answer["answer"] and answer["timings"]["generate_ms"] > 0
+    cited = [c for c in answer["citations"] if "7341" in c["text"]]
+    assert cited and cited[0]["source"].endswith("network.html"), answer["citations"]
+    assert f"[{cited[0]['n']}]" in answer["answer"]
+    assert off["refused"] and off["timings"]["generate_ms"] == 0.0  # the gate, before the model
 
 
 @pytest.mark.parametrize(
