@@ -71,8 +71,16 @@ def running_server(
     wait_for_generator: bool = False,
     timeout_s: float = 600,
 ) -> Iterator[httpx.Client]:
+    """``rag serve`` as a process, with a remote generator only: a local model would load a second
+    time in it, beside the session's (serve that app in process with ``serving_in_thread``)."""
     port = free_port()
     full_env = os.environ | {"RAG_INDEX_DIR": str(index_dir)} | (env or {})
+    if full_env.get("RAG_GENERATOR__BACKEND") != "openai":
+        raise ValueError(
+            "running_server needs env RAG_GENERATOR__BACKEND=openai (a remote generator); for the "
+            "real local one use serving_in_thread(create_app(settings, components=...)) with the "
+            "session fixture `generator`"
+        )
     log = open(Path(index_dir).parent / f"server-{port}.log", "w+")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
