@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from rag.config import ServerSettings
 from rag.index.filters import SearchFilter
 from rag.pipeline import Answer
 from rag.pipeline import Citation as AnswerCitation
+from rag.protocols import GenerationParams
 from rag.types import ScoredChunk
 
 # The schema's bound is the default of server.max_question_chars (one source); a configured value
@@ -71,8 +73,36 @@ class Filters(RequestModel):
         return SearchFilter.from_dict(self.model_dump(), match_ids=False)
 
 
+class GenerationOptions(RequestModel):
+    """Per-request sampling settings; each one left out takes its configured default
+    (generator.* in the settings). The defaults are greedy, so answers are reproducible."""
+
+    max_tokens: int | None = Field(None, ge=1, le=1024, description="Most tokens of the answer.")
+    temperature: float | None = Field(None, ge=0.0, le=2.0, description="0 = greedy.")
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=0, le=1000, description="0 = no top-k cut.")
+    repetition_penalty: float | None = Field(None, gt=0.0, le=2.0)
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="For sampling (temperature > 0).")
+    stop: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        None, max_length=8, description="Stop sequences (not returned)."
+    )
+
+    def apply(self, defaults: GenerationParams) -> GenerationParams:
+        given = self.model_dump(exclude_none=True)
+        if "stop" in given:
+            given["stop"] = tuple(given["stop"])
+        return replace(defaults, **given)
+
+
 class QueryRequest(RequestModel):
     question: QuestionText = Field(description="The question, in natural language.")
+    generation: GenerationOptions | None = Field(None, description="Sampling settings for this answer.")
+    cache: bool = Field(
+        True,
+        description="Use the answer cache: an answer to the same (or a re-worded) question over the "
+        "same index version, filters and settings is returned without generating. `false` neither "
+        "reads nor writes it.",
+    )
     top_k: int | None = Field(None, ge=1, le=50, description="Chunks to retrieve (default from config).")
     filters: Filters | None = Field(None, description="Restrict retrieval to matching documents.")
     stream: bool = Field(
@@ -148,12 +178,27 @@ class Timings(BaseModel):
     ground_ms: float = 0.0
 
 
+class Usage(BaseModel):
+    """What generating this answer cost (zeros when nothing was generated: a refusal before
+    generation, or a cached answer)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    prefill_ms: float = Field(0.0, description="Prompt processing, up to the first answer token.")
+    decode_ms: float = Field(0.0, description="The remaining answer tokens.")
+
+
 class QueryResponse(BaseModel):
     answer: str
     refused: bool = Field(description="True when the documents do not support an answer.")
     reason: str = Field(description="Why the answer was given or refused, for people debugging.")
     citations: list[Citation]
     timings: Timings
+    usage: Usage = Field(default_factory=Usage)
+    cached: str | None = Field(
+        None, description="`exact` or `similar` when the answer came from the answer cache."
+    )
+    index_version: int | None = Field(None, description="The index version the answer was drawn from.")
 
     @classmethod
     def from_answer(cls, a: Answer) -> QueryResponse:
@@ -164,6 +209,9 @@ class QueryResponse(BaseModel):
             reason=a.reason,
             citations=citations,
             timings=Timings(**a.timings),
+            usage=Usage(**a.usage) if a.usage and not a.cached else Usage(),
+            cached=a.cached,
+            index_version=a.index_version,
         )
 
 

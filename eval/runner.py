@@ -32,7 +32,6 @@ from rag.metrics import (
     refusal_correct,
 )
 from rag.pipeline import Pipeline
-from rag.prompt import build_messages
 from rag.protocols import Embedder, Generator, SupportJudge
 
 log = logging.getLogger("eval")
@@ -200,7 +199,7 @@ class Evaluator:
         pipeline = self._need_pipeline("rows without an answer are answered by the pipeline")
         result = pipeline.answer(sample.question)
         efficiency = dict(result.timings)
-        efficiency.update(result.usage or _token_counts(pipeline, result))
+        efficiency.update(result.usage)
         return (
             result.answer,
             result.refused,
@@ -263,19 +262,6 @@ def load_partial(path: Path, fingerprint: str) -> dict[str, dict[str, Any]]:
 def _context(hit: Any) -> dict[str, Any]:
     c = hit.chunk
     return {"text": c.text, "source": c.source, "page": c.page, "score": round(float(hit.score), 4)}
-
-
-def _token_counts(pipeline: Pipeline, result: Any) -> dict[str, int]:
-    """Prompt/completion tokens counted with the generator's own tokenizer when it exposes one
-    (the streaming path does not report usage); empty when it does not."""
-    tokenizer = getattr(pipeline.generator, "_tokenizer", None)
-    if tokenizer is None or not result.draft:
-        return {}
-    prompt = "\n".join(m["content"] for m in build_messages(result.question, result.contexts))
-    return {
-        "prompt_tokens": len(tokenizer(prompt, add_special_tokens=False).input_ids),
-        "completion_tokens": len(tokenizer(result.draft, add_special_tokens=False).input_ids),
-    }
 
 
 # ---------------------------------------------------------------- aggregates

@@ -4,11 +4,14 @@ in instead (tests, an embedding app that already holds a model, a plugin's own i
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from rag import registry
+from rag.cache import AnswerCache
 from rag.config import Settings
 from rag.pipeline import Pipeline
-from rag.protocols import Embedder, Generator, Loadable, Retriever, SupportJudge, VectorStore
+from rag.prompt import SYSTEM
+from rag.protocols import Embedder, Generator, Loadable, Retriever, SupportJudge, VectorStore, WarmsUp
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,7 @@ class Components:
     retriever: Retriever
     judge: SupportJudge | None = None
     generator: Generator | None = None
+    cache: AnswerCache[Any] | None = None  # shared by every pipeline built from these components
 
     def with_generator(self, generator: Generator, judge: SupportJudge | None = None) -> Components:
         """These components with ``generator`` and the judge configured for it."""
@@ -48,7 +52,15 @@ def build_components(
     retriever = retriever or build_retriever(settings, embedder, store)
     if judge is None and generator is not None:
         judge = build_judge(settings, embedder, generator)
-    return Components(settings, embedder, store, retriever, judge, generator)
+    return Components(settings, embedder, store, retriever, judge, generator, build_cache(settings, embedder))
+
+
+def build_cache(settings: Settings, embedder: Embedder) -> AnswerCache[Any] | None:
+    """The semantic answer cache (cache.enabled), keyed by the embedder's question vectors."""
+    c = settings.cache
+    if not c.enabled:
+        return None
+    return AnswerCache(embedder, max_entries=c.max_entries, min_similarity=c.min_similarity)
 
 
 def build_embedder(settings: Settings) -> Embedder:
@@ -82,6 +94,8 @@ def build_generator(settings: Settings) -> Generator:
     )
     if isinstance(generator, Loadable):  # remote backends have nothing to load
         generator.load()
+    if isinstance(generator, WarmsUp):  # the system prompt's state, computed once (prefix reuse)
+        generator.warm_up(SYSTEM)
     return generator
 
 

@@ -110,16 +110,35 @@ class RetrievalSettings(Section):
 
 
 class GeneratorSettings(Section):
-    # "transformers" (local GGUF), "openai" (any compatible server) or "package.module:ClassName";
-    # checked when the generator is built, so a plugin class needs no change here.
+    # "llamacpp" (local GGUF through llama.cpp, quantized), "transformers" (local GGUF dequantized
+    # to fp32 by transformers: slower, 7+ GB), "openai" (any compatible server) or
+    # "package.module:ClassName"; checked when the generator is built.
     backend: str = "transformers"
-    # For "transformers": a GGUF model key from rag.generation.models (e.g. "qwen2.5-coder-1.5b"),
-    # or a path to a .gguf file / HF model folder. For "openai": the served model name.
+    # For the local backends: a GGUF model key from rag.generation.models (e.g.
+    # "qwen2.5-coder-1.5b"), or a path to a .gguf file (transformers: also an HF model folder). For
+    # "openai": the served model name.
     model: str = "qwen2.5-coder-1.5b"
+    # Sampling defaults; a request may override them. temperature 0 is greedy (reproducible).
     max_tokens: int = Field(160, ge=1, le=4096)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    threads: int = Field(0, ge=0, description="torch threads; 0 keeps torch's default")
+    top_k: int = Field(0, ge=0, description="0 = no top-k cut")
+    repetition_penalty: float = Field(1.0, gt=0.0, le=2.0)
+    seed: int | None = Field(None, ge=0, description="for sampling (temperature > 0); None = random")
+    stop: list[str] = Field(default_factory=list, max_length=8)
+    # Prompt tokens for the retrieved passages (rag/context.py): the best chunks are packed into
+    # it, the last one cut to its most relevant sentences; 0 = every retrieved chunk, whole.
+    context_tokens: int = Field(0, ge=0, le=16384)
+    # CPU threads of the local backends; 0 = every core.
+    threads: int = Field(0, ge=0)
+    # llama.cpp: the context window (prompt + answer tokens) and the prompt batch size.
+    context_window: int = Field(4096, ge=256, le=32768)
+    batch_tokens: int = Field(512, ge=16, le=4096)
+    # llama.cpp: prompt-lookup decoding (drafts copied from the prompt's n-grams, verified by the
+    # model; greedy output unchanged). Off by default: measured slower here (docs/benchmarks.md).
+    prompt_lookup: bool = False
+    prompt_lookup_ngram: int = Field(3, ge=1, le=8)
+    prompt_lookup_tokens: int = Field(5, ge=1, le=32)
     base_url: str = "http://127.0.0.1:8000/v1"
     api_key: SecretStr | None = None
     timeout_s: float = Field(120.0, gt=0)
@@ -165,6 +184,17 @@ class GroundingSettings(Section):
     # LLM judge: context characters put in one verdict's prompt (contexts in order, the last one
     # cut). Bounded by the model's context window; 6000 keeps a verdict to a few seconds on CPU.
     llm_max_context_chars: int = Field(6000, ge=200)
+
+
+class CacheSettings(Section):
+    """The semantic answer cache (rag/cache.py): exact repeats and re-worded questions over the same
+    index version, filters and generation settings are answered without the generator."""
+
+    enabled: bool = True
+    max_entries: int = Field(512, ge=1)
+    # Cosine between question embeddings for a "similar" hit (which also needs the same content
+    # words and negation); chosen by bench/cache_threshold.py on hand-made pairs.
+    min_similarity: float = Field(0.9, ge=0.0, le=1.0)
 
 
 class ServerSettings(Section):
@@ -261,6 +291,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = RetrievalSettings()
     generator: GeneratorSettings = GeneratorSettings()
     grounding: GroundingSettings = GroundingSettings()
+    cache: CacheSettings = CacheSettings()
     server: ServerSettings = ServerSettings()
     evaluate: EvaluateSettings = EvaluateSettings()
     metrics: MetricsSettings = MetricsSettings()

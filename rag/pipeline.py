@@ -1,23 +1,36 @@
-"""The question-answering path: retrieve -> (refuse early) -> generate -> ground -> cite.
+"""The question-answering path: retrieve -> (refuse early) -> (cached?) -> pack the context ->
+generate -> ground -> cite.
 
 Everything that decides what the user sees (refusal, citations) happens here in code; the model
-only drafts the answer text.
+only drafts the answer text. A cached answer (rag.cache) is served only for the same index
+version, filters, depth and generation settings.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from collections.abc import Generator as Generator_
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from rag.cache import AnswerCache, CacheScope
 from rag.config import Settings
+from rag.context import Passage, approximate_tokens, pack
 from rag.grounding.answer import GroundedAnswer, ground_answer
 from rag.index.filters import SearchFilter
 from rag.prompt import build_messages
-from rag.protocols import GenerationParams, Generator, Retrieved, Retriever, SupportJudge
+from rag.protocols import (
+    GenerationParams,
+    Generator,
+    ReportsUsage,
+    Retrieved,
+    Retriever,
+    SupportJudge,
+    TokenCounter,
+)
 from rag.types import ScoredChunk
 
 if TYPE_CHECKING:
@@ -42,10 +55,12 @@ class Answer:
     citations: list[Citation]
     contexts: list[ScoredChunk]
     timings: dict[str, float] = field(default_factory=dict)
-    usage: dict[str, int] = field(default_factory=dict)
+    usage: dict[str, float] = field(default_factory=dict)  # tokens, prefill_ms, decode_ms
     draft: str = ""  # what the model wrote, before grounding
     grounding: GroundedAnswer | None = None
     index_version: int | None = None  # the committed index version the contexts came from
+    passages: list[Passage] = field(default_factory=list)  # what the model was shown
+    cached: str | None = None  # "exact" / "similar" when served from the answer cache
 
 
 class Pipeline:
@@ -64,11 +79,13 @@ class Pipeline:
         generator: Generator | None = None,
         *,
         make_judge: Callable[[Generator], SupportJudge] | None = None,
+        cache: AnswerCache[Answer] | None = None,
     ) -> None:
         self.settings = settings
         self.retriever = retriever
         self.judge = judge
         self.generator = generator
+        self.cache = cache
         self._make_judge = make_judge
 
     @classmethod
@@ -77,7 +94,7 @@ class Pipeline:
 
         c = components
         make_judge = partial(build_judge, c.settings, c.embedder)
-        return cls(c.settings, c.retriever, c.judge, c.generator, make_judge=make_judge)
+        return cls(c.settings, c.retriever, c.judge, c.generator, make_judge=make_judge, cache=c.cache)
 
     def retrieve(
         self, query: str, top_k: int | None = None, *, filters: SearchFilter | None = None
@@ -93,16 +110,32 @@ class Pipeline:
         return self.retrieve(query, top_k, filters=filters).hits
 
     def answer(
-        self, question: str, top_k: int | None = None, *, filters: SearchFilter | None = None
+        self,
+        question: str,
+        top_k: int | None = None,
+        *,
+        filters: SearchFilter | None = None,
+        params: GenerationParams | None = None,
+        use_cache: bool = True,
     ) -> Answer:
-        return _last(self.answer_stream(question, top_k, filters=filters))
+        return _last(self.answer_stream(question, top_k, filters=filters, params=params, use_cache=use_cache))
 
     def answer_stream(
-        self, question: str, top_k: int | None = None, *, filters: SearchFilter | None = None
+        self,
+        question: str,
+        top_k: int | None = None,
+        *,
+        filters: SearchFilter | None = None,
+        params: GenerationParams | None = None,
+        use_cache: bool = True,
     ) -> Iterator[str | Answer]:
-        """Yields draft text pieces as the model writes them, then the final, grounded Answer."""
+        """Yields draft text pieces as the model writes them, then the final, grounded Answer.
+
+        ``params`` overrides the configured sampling settings for this answer; ``use_cache=False``
+        neither reads nor writes the answer cache."""
         t0 = time.perf_counter()
-        retrieved = self.retrieve(question, top_k, filters=filters)
+        k = top_k or self.settings.retrieval.top_k
+        retrieved = self.retrieve(question, k, filters=filters)
         hits, version = retrieved.hits, retrieved.index_version
         timings = {"retrieve_ms": _ms(t0)}
         reason = self._gate(hits)
@@ -114,34 +147,71 @@ class Pipeline:
                 "Pipeline.answer needs a generator; build the components with generator=... "
                 "(or wait until the server has loaded it)"
             )
-        judge = self._judge_for(self.generator)
+        params = params or self.default_params()
+        scope = self._scope(version, filters, k, params)
+        cache = self.cache if use_cache else None
+        hit = cache.get(question, scope) if cache is not None else None
+        if hit is not None:
+            yield replace(
+                hit.value, question=question, cached=hit.kind, timings=timings | {"generate_ms": 0.0}
+            )
+            return
+        answer = yield from self._generate(question, hits, version, timings, params)
+        if cache is not None:
+            cache.put(question, scope, answer, cost_s=answer.timings.get("generate_ms", 0.0) / 1000)
+        yield answer
+
+    def _generate(
+        self,
+        question: str,
+        hits: list[ScoredChunk],
+        version: int | None,
+        timings: dict[str, float],
+        params: GenerationParams,
+    ) -> Generator_[str, None, Answer]:
+        """Pack, generate (yielding pieces), ground; returns the Answer (``yield from``'s value)."""
+        generator = self.generator
+        assert generator is not None
+        judge = self._judge_for(generator)
         t1 = time.perf_counter()
-        messages = build_messages(question, hits)
+        counter = generator.count_tokens if isinstance(generator, TokenCounter) else approximate_tokens
+        passages = pack(question, hits, self.settings.generator.context_tokens, counter)
+        messages = build_messages(question, passages)
         pieces: list[str] = []
         # closing(): when our consumer closes this stream, the generator's own stream is closed
         # at once (which stops the model), not whenever it is garbage-collected.
-        with closing(self.generator.stream(messages, self._params())) as stream:
+        with closing(generator.stream(messages, params)) as stream:
             for piece in stream:
                 pieces.append(piece)
                 yield piece
         draft = "".join(pieces)
         timings["generate_ms"] = _ms(t1)
+        usage = _usage(generator)
         t2 = time.perf_counter()
-        grounded = ground_answer(draft, [h.chunk.text for h in hits], judge, self.settings.grounding)
+        grounded = ground_answer(draft, [p.text for p in passages], judge, self.settings.grounding)
         timings["ground_ms"] = _ms(t2)
-        citations = [] if grounded.refused else [Citation(n, hits[n - 1]) for n in grounded.cited]
-        yield Answer(
+        cited = [] if grounded.refused else [Citation(n, passages[n - 1].hit) for n in grounded.cited]
+        return Answer(
             question,
             grounded.answer,
             grounded.refused,
             grounded.reason,
-            citations,
-            hits,
+            cited,
+            [p.hit for p in passages],
             timings,
+            usage=usage,
             draft=draft,
             grounding=grounded,
             index_version=version,
+            passages=passages,
         )
+
+    def _scope(
+        self, version: int | None, filters: SearchFilter | None, top_k: int, params: GenerationParams
+    ) -> CacheScope:
+        g = self.settings.generator
+        generation = repr((g.backend, g.model, g.context_tokens, params))
+        return CacheScope(version, filters=filters.key if filters else "", top_k=top_k, generation=generation)
 
     def _judge_for(self, generator: Generator) -> SupportJudge:
         if self.judge is None:
@@ -168,9 +238,18 @@ class Pipeline:
             return f"no chunk is similar enough to the question (best score {best:.2f})"
         return None
 
-    def _params(self) -> GenerationParams:
+    def default_params(self) -> GenerationParams:
+        """The configured sampling settings (generator.*), which a request may override."""
         g = self.settings.generator
-        return GenerationParams(max_tokens=g.max_tokens, temperature=g.temperature, top_p=g.top_p)
+        return GenerationParams(
+            max_tokens=g.max_tokens,
+            temperature=g.temperature,
+            top_p=g.top_p,
+            stop=tuple(g.stop),
+            top_k=g.top_k,
+            repetition_penalty=g.repetition_penalty,
+            seed=g.seed,
+        )
 
     def _refusal(
         self,
@@ -183,6 +262,19 @@ class Pipeline:
         timings["generate_ms"] = 0.0
         msg = self.settings.grounding.refusal_message
         return Answer(question, msg, True, reason, [], hits, timings, index_version=version)
+
+
+def _usage(generator: Generator) -> dict[str, float]:
+    """Prompt and completion tokens, prefill and decode time of the answer just generated."""
+    if not isinstance(generator, ReportsUsage):
+        return {}
+    st = generator.last_stats
+    return {
+        "prompt_tokens": st.prompt_tokens,
+        "completion_tokens": st.completion_tokens,
+        "prefill_ms": round(st.prefill_s * 1000, 1),
+        "decode_ms": round(st.decode_s * 1000, 1),
+    }
 
 
 def _ms(start: float) -> float:

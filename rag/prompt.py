@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rag.context import Passage
 from rag.protocols import Message
 from rag.types import ScoredChunk
 
@@ -23,7 +24,9 @@ def label(chunk: ScoredChunk) -> str:
     return f"({where})"
 
 
-def build_messages(question: str, chunks: Sequence[ScoredChunk]) -> list[Message]:
-    context = "\n\n".join(f"[{i}] {label(c)}\n{c.chunk.text}" for i, c in enumerate(chunks, 1))
+def build_messages(question: str, passages: Sequence[Passage]) -> list[Message]:
+    """The system prompt (the same for every question, so its state can be reused) and the
+    numbered passages with the question."""
+    context = "\n\n".join(f"[{i}] {label(p.hit)}\n{p.text}" for i, p in enumerate(passages, 1))
     user = f"Context passages:\n\n{context}\n\nQuestion: {question}"
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]

@@ -165,6 +165,9 @@ class GenerationParams:
     temperature: float = 0.0  # 0 means greedy decoding
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
+    top_k: int = 0  # 0: no top-k cut
+    repetition_penalty: float = 1.0
+    seed: int | None = None  # for sampling; greedy ignores it
 
 
 @dataclass
@@ -173,6 +176,49 @@ class Generation:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str = "stop"  # "stop" | "length"
+
+
+@dataclass
+class GenerationStats:
+    """Timing of the last call, for efficiency metrics (Generation itself carries no timings)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    prefill_s: float = 0.0  # prompt processing up to the first generated token
+    decode_s: float = 0.0  # the remaining generated tokens
+
+    @property
+    def prompt_tokens_per_s(self) -> float:
+        return self.prompt_tokens / self.prefill_s if self.prefill_s > 0 else 0.0
+
+    @property
+    def completion_tokens_per_s(self) -> float:
+        rest = self.completion_tokens - 1
+        return rest / self.decode_s if self.decode_s > 0 and rest > 0 else 0.0
+
+
+@runtime_checkable
+class ReportsUsage(Protocol):
+    """Optional generator capability: token counts and prefill/decode time of its last call,
+    reported with every answer (``usage``)."""
+
+    last_stats: GenerationStats
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    """Optional generator capability: count tokens with the model's own tokenizer, so the
+    context budget (generator.context_tokens) is measured in the tokens the model pays for."""
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+@runtime_checkable
+class WarmsUp(Protocol):
+    """Optional generator capability: compute the fixed system prompt's state once at load
+    time, so every answer reuses it (prefix reuse)."""
+
+    def warm_up(self, system_prompt: str) -> None: ...
 
 
 @runtime_checkable

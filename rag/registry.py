@@ -40,6 +40,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
     "store": {"faiss": "rag.index.faiss_store:FaissSqliteStore"},
     "retriever": {"dense": "rag.retrieval:DenseRetriever"},
     "generator": {
+        "llamacpp": "rag.generation.llamacpp_backend:LlamaCppGenerator",
         "transformers": "rag.generation.transformers_backend:TransformersGenerator",
         "openai": "rag.generation.openai_backend:OpenAIGenerator",
     },

@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 VENV=${RAG_VENV:-.venv}
 PY=${PYTHON:-python3}
 stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+# llama-cpp-python (the default generator runtime) has no binary wheel on the package index: it is
+# compiled once, here, and kept outside the repository so later installs and CI reuse it.
+LLAMA_CPP=llama-cpp-python==0.3.36
+WHEELS=${RAG_WHEEL_CACHE:-$HOME/.cache/rag-service/wheels}
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "==> creating $VENV"
@@ -18,9 +22,16 @@ if [ ! -f "$stamp" ]; then
   {
     "$VENV/bin/python" -m pip install --upgrade pip &&
       # torch first, pinned: this picks the local CPU wheel; an unpinned torch pulls a CUDA build.
-      "$VENV/bin/python" -m pip install "torch==2.13.0" &&
-      "$VENV/bin/python" -m pip install -e ".[local-llm,dev]"
+      "$VENV/bin/python" -m pip install "torch==2.13.0"
   } > "$log" 2>&1 || { tail -n 40 "$log"; echo "install failed; full log: $log" >&2; exit 1; }
+  if ! ls "$WHEELS"/llama_cpp_python-0.3.36-*.whl > /dev/null 2>&1; then
+    echo "==> compiling $LLAMA_CPP once into $WHEELS (about 15 minutes on 2 cores; log: $log)"
+    mkdir -p "$WHEELS"
+    CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) "$VENV/bin/python" -m pip wheel --no-deps "$LLAMA_CPP" -w "$WHEELS" \
+      >> "$log" 2>&1 || { tail -n 40 "$log"; echo "building $LLAMA_CPP failed; full log: $log" >&2; exit 1; }
+  fi
+  "$VENV/bin/python" -m pip install --find-links "$WHEELS" -e ".[local-llm,dev]" >> "$log" 2>&1 ||
+    { tail -n 40 "$log"; echo "install failed; full log: $log" >&2; exit 1; }
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi

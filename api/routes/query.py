@@ -89,7 +89,11 @@ def _filters(body: QueryRequest) -> SearchFilter | None:
 
 
 def _stream(state: AppState, body: QueryRequest) -> Iterator[str | Answer]:
-    return state.pipeline.answer_stream(body.question, body.top_k, filters=_filters(body))
+    pipeline = state.pipeline
+    params = body.generation.apply(pipeline.default_params()) if body.generation else None
+    return pipeline.answer_stream(
+        body.question, body.top_k, filters=_filters(body), params=params, use_cache=body.cache
+    )
 
 
 def _answer(state: AppState, body: QueryRequest, cancel: threading.Event) -> Answer:

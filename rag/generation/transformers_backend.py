@@ -25,8 +25,7 @@ from transformers import (
 from rag.config import GeneratorSettings
 from rag.errors import ConfigError, GenerationError
 from rag.generation.models import resolve_gguf
-from rag.generation.stats import GenerationStats
-from rag.protocols import Generation, GenerationParams, Message
+from rag.protocols import Generation, GenerationParams, GenerationStats, Message
 
 YES_WORDS = ("yes", "Yes", " yes", " Yes")
 NO_WORDS = ("no", "No", " no", " No")
@@ -107,11 +106,13 @@ class TransformersGenerator:
             self._tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=_STREAM_QUEUE_TIMEOUT_S
         )
         cancel = threading.Event()
-        kwargs = self._generate_kwargs(params, extra_criteria=[_CancelCriteria(cancel)])
+        timer = _StepTimer()
+        kwargs = self._generate_kwargs(params, extra_criteria=[_CancelCriteria(cancel), timer])
         errors: list[BaseException] = []
         worker = threading.Thread(
             target=self._stream_worker, args=(input_ids, kwargs, streamer, errors), daemon=True
         )
+        timer.start()
         worker.start()
         try:
             yield from _StopFilter(params.stop).filter(streamer)
@@ -120,6 +121,8 @@ class TransformersGenerator:
             # the model to be free, so a closed stream never leaves a generation running.
             cancel.set()
             worker.join()
+            timer.finish()
+            self.last_stats = timer.stats(int(input_ids.shape[1]), timer.steps)
         if errors:
             raise GenerationError(f"Generation failed while streaming: {errors[0]}") from errors[0]
 
@@ -132,6 +135,10 @@ class TransformersGenerator:
         except BaseException as exc:  # surfaced to the consumer after the stream ends
             errors.append(exc)
             streamer.end()
+
+    def count_tokens(self, text: str) -> int:
+        self.load()
+        return len(self._tokenizer(text, add_special_tokens=False).input_ids)
 
     # ------------------------------------------------------------------ yes/no scoring
     def yes_probability(self, messages: list[Message]) -> float:
@@ -164,9 +171,15 @@ class TransformersGenerator:
             "stopping_criteria": StoppingCriteriaList(extra_criteria),
         }
         if params.temperature > 0:
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
+            kwargs.update(
+                do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k
+            )
+            if params.seed is not None:
+                torch.manual_seed(params.seed)
         else:
             kwargs["do_sample"] = False
+        if params.repetition_penalty != 1.0:
+            kwargs["repetition_penalty"] = params.repetition_penalty
         if params.stop:
             kwargs.update(stop_strings=list(params.stop), tokenizer=self._tokenizer)
         return kwargs
@@ -226,6 +239,7 @@ class _StepTimer(StoppingCriteria):
 
     def __init__(self) -> None:
         self.t0 = self.t_first = self.t_end = 0.0
+        self.steps = 0  # one call per generated token
 
     def start(self) -> None:
         self.t0 = time.perf_counter()
@@ -236,6 +250,7 @@ class _StepTimer(StoppingCriteria):
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         if not self.t_first:
             self.t_first = time.perf_counter()
+        self.steps += 1
         return torch.zeros((input_ids.shape[0],), dtype=torch.bool)
 
     def stats(self, prompt_tokens: int, completion_tokens: int) -> GenerationStats:
