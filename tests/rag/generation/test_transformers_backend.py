@@ -26,7 +26,7 @@ def _ask(question: str) -> list[Message]:
 @pytest.fixture(scope="module")
 def local(request: pytest.FixtureRequest) -> TransformersGenerator:
     """The session generator when it is a TransformersGenerator, else one of this backend."""
-    if load_settings().local.backend == "transformers":
+    if load_settings().generator.backend == "transformers":
         generator = request.getfixturevalue("generator")
         assert isinstance(generator, TransformersGenerator), generator
         return generator
