@@ -19,11 +19,9 @@ def llm_server(built_index: Settings, embedder: Embedder, generator: Generator) 
     """The real app with the session's real generator and embedder (no second model load), served
     in this process by uvicorn on loopback, so tests still talk HTTP. Slow tests only."""
     # More waiting questions than the server's thread pool has threads (40), for the starvation test.
-    overrides: dict[str, object] = {"server.max_waiting_questions": WAITING_BOUND}
-    if "cache" in Settings.model_fields:
-        # No answer cache: these tests ask the same questions again and need each answer to go
-        # through the gate and the generator (a cached answer would pass the gate tests unseen).
-        overrides["cache.enabled"] = False
+    # No answer cache: these tests ask the same questions again and need each answer to go through
+    # the gate and the generator (a cached answer would pass the gate tests unseen).
+    overrides = {"server.max_waiting_questions": WAITING_BOUND, "cache.enabled": False}
     settings = load_settings(index_dir=built_index.index_dir, **overrides)
     components = build_components(settings, embedder=embedder, generator=generator)
     with serving_in_thread(create_app(settings, components=components)) as client:
