@@ -49,7 +49,15 @@ LABELS = {
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for dist in ("rag-service", "torch", "sentence-transformers", "transformers", "faiss-cpu", "numpy"):
+    for dist in (
+        "rag-service",
+        "llama-cpp-python",
+        "torch",
+        "sentence-transformers",
+        "transformers",
+        "faiss-cpu",
+        "numpy",
+    ):
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[dist] = metadata.version(dist)
     return out

@@ -110,10 +110,10 @@ class RetrievalSettings(Section):
 
 
 class GeneratorSettings(Section):
-    # "llamacpp" (local GGUF through llama.cpp, quantized), "transformers" (local GGUF dequantized
-    # to fp32 by transformers: slower, 7+ GB), "openai" (any compatible server) or
-    # "package.module:ClassName"; checked when the generator is built.
-    backend: str = "transformers"
+    # "llamacpp" (local GGUF through llama.cpp, 4-bit as it is: the default, chosen by
+    # bench/latency.py), "transformers" (the same GGUF dequantized to fp32: slower, 8+ GB; needs no
+    # compiled wheel), "openai" (any compatible server) or "package.module:ClassName".
+    backend: str = "llamacpp"
     # For the local backends: a GGUF model key from rag.generation.models (e.g.
     # "qwen2.5-coder-1.5b"), or a path to a .gguf file (transformers: also an HF model folder). For
     # "openai": the served model name.

@@ -1,6 +1,7 @@
 """Answer generation backends, chosen by ``generator.backend`` (rag.registry kind ``generator``):
-``transformers`` (local GGUF) or ``openai`` (any compatible server), or a class of your own as
-``"package.module:ClassName"``, constructed with the generator settings.
+``llamacpp`` (local GGUF, the default), ``transformers`` (local GGUF, fp32) or ``openai`` (any
+compatible server), or a class of your own as ``"package.module:ClassName"``, constructed with
+the generator settings.
 
 Backends are imported only when chosen, so an OpenAI-endpoint deployment never imports torch.
 """
