@@ -4,8 +4,11 @@ commands, identifiers, names) whose absence from the context is the usual sign o
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
+
+import Stemmer
 
 STOPWORDS = frozenset(
     """
@@ -69,13 +72,15 @@ def tokens(text: str) -> list[str]:
     return _TOKEN.findall(strip_markers(text).replace("`", " "))
 
 
+_SNOWBALL = Stemmer.Stemmer("english")
+
+
+@functools.lru_cache(maxsize=65536)
 def stem(word: str) -> str:
-    """A crude suffix stripper: enough to match 'files'/'file', 'configured'/'configure'."""
-    w = word.lower()
-    for suffix in ("ing", "edly", "ed", "es", "s", "ly"):
-        if len(w) > len(suffix) + 3 and w.endswith(suffix):
-            return w[: -len(suffix)]
-    return w
+    """The English Snowball stemmer (PyStemmer): 'changed'/'change', 'settings'/'setting',
+    'files'/'file', 'UIDs'/'UID' meet, which the earlier hand-written suffix stripper missed
+    (it refused a right answer that said "changed" where the document said "change")."""
+    return _SNOWBALL.stemWord(word.lower())
 
 
 def normalise_critical(token: str) -> str:
