@@ -5,6 +5,7 @@ this process (so it can hold the session's models) under uvicorn in a background
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -65,19 +66,24 @@ def serving_in_thread(
 
 
 @contextmanager
-def running_server(
+def serve_process(
     index_dir: Path,
     env: dict[str, str] | None = None,
+    *,
     wait_for_generator: bool = False,
     timeout_s: float = 600,
-) -> Iterator[httpx.Client]:
-    """``rag serve`` as a process, with a remote generator only: a local model would load a second
-    time in it, beside the session's (serve that app in process with ``serving_in_thread``)."""
+    client_timeout_s: float = 300,
+    own_group: bool = False,
+) -> Iterator[tuple[subprocess.Popen, httpx.Client]]:
+    """``rag serve`` as a process (and a client for it), with a remote generator only: a local
+    model would load a second time in it, beside the session's (serve that app in process with
+    ``serving_in_thread``). Tests that signal the server get the process; ``own_group`` puts it in
+    its own process group, so SIGKILL reaches its workers too. Stopped (TERM, then KILL) on exit."""
     port = free_port()
     full_env = os.environ | {"RAG_INDEX_DIR": str(index_dir)} | (env or {})
     if full_env.get("RAG_GENERATOR__BACKEND") != "openai":
         raise ValueError(
-            "running_server needs env RAG_GENERATOR__BACKEND=openai (a remote generator); for the "
+            "serve_process needs env RAG_GENERATOR__BACKEND=openai (a remote generator); for the "
             "real local one use serving_in_thread(create_app(settings, components=...)) with the "
             "session fixture `generator`"
         )
@@ -87,19 +93,45 @@ def running_server(
         env=full_env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=own_group,
     )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=client_timeout_s)
     try:
         _wait(client, proc, log, wait_for_generator, timeout_s)
-        yield client
+        yield proc, client
     finally:
         client.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc, own_group)
         log.close()
+
+
+@contextmanager
+def running_server(
+    index_dir: Path,
+    env: dict[str, str] | None = None,
+    wait_for_generator: bool = False,
+    timeout_s: float = 600,
+) -> Iterator[httpx.Client]:
+    """``serve_process`` for tests that only talk HTTP to it."""
+    with serve_process(index_dir, env, wait_for_generator=wait_for_generator, timeout_s=timeout_s) as (
+        _,
+        client,
+    ):
+        yield client
+
+
+def _stop(proc: subprocess.Popen, own_group: bool) -> None:
+    if proc.poll() is not None:
+        return
+    if own_group:
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _wait(client: httpx.Client, proc: subprocess.Popen, log, want_generator: bool, timeout_s: float) -> None:

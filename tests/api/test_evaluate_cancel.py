@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import httpx
 import pytest
 
 from rag.config import EvaluateSettings, Settings
-from tests.serving import _wait, free_port
+from tests.serving import serve_process
 
 DEAD_GENERATOR = {"RAG_GENERATOR__BACKEND": "openai", "RAG_GENERATOR__BASE_URL": "http://127.0.0.1:9/v1"}
 # Bounds for a request of minutes: every context at the schema's per-item maximum.
@@ -76,27 +75,9 @@ def _cpu_s(pid: int) -> float:
 
 @contextmanager
 def _serve(index_dir: Path, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen, httpx.Client]]:
-    """`rag serve` like tests.serving.running_server, but the test also gets the process (for its
-    CPU time and to signal it)."""
-    port = free_port()
-    full_env = os.environ | {"RAG_INDEX_DIR": str(index_dir)} | DEAD_GENERATOR | env
-    log = open(Path(index_dir).parent / f"server-{port}.log", "w+")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=full_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-    try:
-        _wait(client, proc, log, False, 300)
-        yield proc, client
-    finally:
-        client.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
+    """`rag serve` with the test's limits; the test also gets the process (its CPU time, signals)."""
+    with serve_process(index_dir, DEAD_GENERATOR | env, timeout_s=300, client_timeout_s=60) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

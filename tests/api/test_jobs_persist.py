@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from api.jobs import STOPPED_ERROR
-from tests.serving import _wait, free_port, wait_for_job
+from tests.serving import serve_process, wait_for_job
 
 KEY = "persist-test-admin-key-7"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -45,25 +44,11 @@ def _server(
     index_dir: Path, env: dict[str, str] | None = None
 ) -> Iterator[tuple[httpx.Client, subprocess.Popen]]:
     """`rag serve` in its own process group, so the test can SIGKILL it with its workers."""
-    port = free_port()
-    log = open(index_dir.parent / f"server-{port}.log", "w+")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=os.environ | {"RAG_INDEX_DIR": str(index_dir)} | ENV | (env or {}),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-    try:
-        _wait(client, proc, log, False, 300)
+    with serve_process(index_dir, ENV | (env or {}), timeout_s=300, client_timeout_s=60, own_group=True) as (
+        proc,
+        client,
+    ):
         yield client, proc
-    finally:
-        client.close()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        log.close()
 
 
 def _upload(client: httpx.Client, files: dict[str, str]) -> str:
