@@ -152,6 +152,15 @@ def _wait(client: httpx.Client, proc: subprocess.Popen, log, want_generator: boo
     raise TimeoutError(f"rag serve not ready after {timeout_s} s")
 
 
+def upload(client: Any, files: dict[str, str], headers: dict[str, str]) -> str:
+    """POST text files (name -> content) to /v1/documents; returns the accepted job's id."""
+    r = client.post(
+        "/v1/documents", headers=headers, files=[("files", (n, t.encode())) for n, t in files.items()]
+    )
+    assert r.status_code == 202, r.text
+    return r.json()["job_id"]
+
+
 def wait_for_job(client: Any, job_id: str, timeout_s: float = 300) -> dict:
     """Poll GET /v1/jobs/{id} (httpx.Client or FastAPI's TestClient) until the job has ended."""
     deadline = time.monotonic() + timeout_s

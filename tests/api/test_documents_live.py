@@ -20,7 +20,7 @@ from rag.config import load_settings
 from rag.index import layout
 from rag.index.reader import IndexReader
 from rag.protocols import Embedder
-from tests.serving import running_server, wait_for_job
+from tests.serving import running_server, upload, wait_for_job
 
 KEY = "live-test-admin-key-42"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -54,14 +54,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Cli
         yield client, index_dir
 
 
-def _upload(client: httpx.Client, files: dict[str, str]) -> str:
-    r = client.post(
-        "/v1/documents", headers=AUTH, files=[("files", (n, t.encode())) for n, t in files.items()]
-    )
-    assert r.status_code == 202, r.text
-    return r.json()["job_id"]
-
-
 def _version_contents(index_dir: Path, version: int) -> tuple[set[int], set[str]]:
     reader = IndexReader(index_dir, index_dir / layout.version_name(version))
     reader.check_consistent()
@@ -70,7 +62,7 @@ def _version_contents(index_dir: Path, version: int) -> tuple[set[int], set[str]
 
 def test_search_during_an_upload_job_is_never_mixed(server: tuple[httpx.Client, Path]) -> None:
     client, index_dir = server
-    first = wait_for_job(client, _upload(client, BEFORE))
+    first = wait_for_job(client, upload(client, BEFORE, AUTH))
     assert first["status"] == "succeeded", first
     old = first["summary"]["index_version"]
 
@@ -97,7 +89,7 @@ def test_search_during_an_upload_job_is_never_mixed(server: tuple[httpx.Client, 
     thread.start()
     try:
         time.sleep(1.0)
-        job_id = _upload(client, AFTER)
+        job_id = upload(client, AFTER, AUTH)
         running: list[float] = []  # when the job was seen running with progress
         deadline = time.monotonic() + 300
         while (job := client.get(f"/v1/jobs/{job_id}").json())["status"] not in ("succeeded", "failed"):

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from api.jobs import STOPPED_ERROR
-from tests.serving import serve_process, wait_for_job
+from tests.serving import serve_process, upload, wait_for_job
 
 KEY = "persist-test-admin-key-7"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -51,23 +51,15 @@ def _server(
         yield client, proc
 
 
-def _upload(client: httpx.Client, files: dict[str, str]) -> str:
-    r = client.post(
-        "/v1/documents", headers=AUTH, files=[("files", (n, t.encode())) for n, t in files.items()]
-    )
-    assert r.status_code == 202, r.text
-    return r.json()["job_id"]
-
-
 def test_a_job_killed_mid_run_is_reported_after_a_restart_and_leaves_no_files(tmp_path: Path) -> None:
     """Regression: jobs lived in memory only, so after a kill the job id was unknown (404) and
     its uploaded files stayed under <index>/uploads with no record."""
     index_dir = tmp_path / "index"
     uploads = index_dir / "uploads"
     with _server(index_dir) as (client, proc):
-        done = wait_for_job(client, _upload(client, SMALL))
+        done = wait_for_job(client, upload(client, SMALL, AUTH))
         assert done["status"] == "succeeded", done
-        killed = _upload(client, BIG)
+        killed = upload(client, BIG, AUTH)
         deadline = time.monotonic() + 60
         while client.get(f"/v1/jobs/{killed}").json()["status"] != "running":
             assert time.monotonic() < deadline, "the job never started"
@@ -92,13 +84,15 @@ def test_a_job_killed_mid_run_is_reported_after_a_restart_and_leaves_no_files(tm
         assert indexed == {"uploads/kept.md"}
         assert [p.name for p in uploads.glob("*/*")] == ["kept.md"]
         assert not (uploads / ".incoming").exists()
-        assert wait_for_job(client, _upload(client, BIG))["status"] == "succeeded"  # uploading again works
+        assert (
+            wait_for_job(client, upload(client, BIG, AUTH))["status"] == "succeeded"
+        )  # uploading again works
 
 
 def test_only_the_newest_finished_jobs_are_kept(tmp_path: Path) -> None:
     index_dir = tmp_path / "index"
     with _server(index_dir, {"RAG_SERVER__KEEP_JOBS": "2"}) as (client, _):
-        ids = [wait_for_job(client, _upload(client, {f"n{i}.md": f"Note {i}."}))["id"] for i in range(3)]
+        ids = [wait_for_job(client, upload(client, {f"n{i}.md": f"Note {i}."}, AUTH))["id"] for i in range(3)]
         assert [j["id"] for j in client.get("/v1/jobs").json()] == ids[:0:-1]
         assert client.get(f"/v1/jobs/{ids[0]}").status_code == 404
         assert sorted(p.stem for p in (index_dir / "jobs").glob("*.json")) == sorted(ids[1:])
