@@ -13,7 +13,7 @@ QUESTION=${DEMO_QUESTION:-"On systemd systems, which GID must the tty group have
 echo "==> indexing data/sample/docs into $RAG_INDEX_DIR (unchanged files are skipped)"
 $RAG ingest data/sample/docs
 
-echo "==> starting the server on $URL (the generator takes about a minute to load)"
+echo "==> starting the server on $URL (the generator loads in seconds with llama.cpp)"
 $RAG serve --port "$PORT" > server.log 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT INT TERM
