@@ -31,11 +31,9 @@ from typing import Any
 
 from rag.config import GeneratorSettings
 from rag.errors import GenerationError
+from rag.generation.common import NO_WORDS, YES_WORDS, truncate_at_stop
 from rag.generation.models import resolve_gguf
 from rag.protocols import Generation, GenerationParams, GenerationStats, Message
-
-YES_WORDS = ("yes", "Yes", " yes", " Yes")
-NO_WORDS = ("no", "No", " no", " No")
 
 
 class LlamaCppGenerator:
@@ -121,6 +119,7 @@ class LlamaCppGenerator:
         produced: list[int] = []
         text = ""
         sent = 0
+        stopped = False
         hold = max((len(s) for s in params.stop), default=1) - 1
         eos = {llm.token_eos(), *self._end_of_turn_ids()}
         generator = llm.generate(
@@ -143,11 +142,10 @@ class LlamaCppGenerator:
                     break
                 produced.append(token)
                 text = llm.detokenize(produced).decode("utf-8", errors="ignore")
-                cut = _earliest_stop(text, params.stop)
-                if cut is not None:
-                    if cut > sent:
-                        yield text[sent:cut]
-                    sent = cut
+                kept, stopped = truncate_at_stop(text, params.stop)
+                if stopped:
+                    if len(kept) > sent:
+                        yield text[sent : len(kept)]
                     break
                 safe = len(text) - hold
                 if safe > sent:
@@ -155,9 +153,7 @@ class LlamaCppGenerator:
                     sent = safe
                 if len(produced) >= params.max_tokens:
                     break
-            else:
-                cut = None
-            if cut is None and len(text) > sent:
+            if not stopped and len(text) > sent:
                 yield text[sent:]
         finally:
             with contextlib.suppress(Exception):
@@ -218,11 +214,6 @@ def _keep_common_prefix(llm: Any, tokens: list[int]) -> None:
     while same < limit and llm.input_ids[same] == tokens[same]:
         same += 1
     llm.n_tokens = same
-
-
-def _earliest_stop(text: str, stop: tuple[str, ...]) -> int | None:
-    cuts = [i for s in stop if s and (i := text.find(s)) >= 0]
-    return min(cuts) if cuts else None
 
 
 def _logsumexp(values: list[float]) -> float:

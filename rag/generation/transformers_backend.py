@@ -24,11 +24,10 @@ from transformers import (
 
 from rag.config import GeneratorSettings
 from rag.errors import ConfigError, GenerationError
+from rag.generation.common import NO_WORDS, YES_WORDS, truncate_at_stop
 from rag.generation.models import resolve_gguf
 from rag.protocols import Generation, GenerationParams, GenerationStats, Message
 
-YES_WORDS = ("yes", "Yes", " yes", " Yes")
-NO_WORDS = ("no", "No", " no", " No")
 # ChatML ends each turn with <|im_end|>; stopping on it too keeps a model whose GGUF names another
 # EOS token from running on into a new turn.
 _END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>")
@@ -188,12 +187,6 @@ class TransformersGenerator:
         if hit_stop or (new_ids and new_ids[-1] in self._eos_ids):
             return "stop"
         return "length" if len(new_ids) >= max_tokens else "stop"
-
-
-def truncate_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
-    """Cut at the earliest stop string (OpenAI semantics: the stop string is not returned)."""
-    cuts = [i for s in stop if s and (i := text.find(s)) >= 0]
-    return (text[: min(cuts)], True) if cuts else (text, False)
 
 
 class _StopFilter:
