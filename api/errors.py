@@ -18,8 +18,10 @@ from rag.errors import (
     IndexLockedError,
     IndexMismatchError,
     IndexNotFoundError,
+    KeywordIndexMissingError,
     LoaderError,
     RagError,
+    UnsupportedModeError,
 )
 
 log = logging.getLogger("rag.api")
@@ -32,6 +34,8 @@ STATUS: dict[type[RagError], int] = {
     LoaderError: 422,
     GenerationError: 502,
     ConfigError: 500,
+    KeywordIndexMissingError: 409,  # the index needs one ingest to add its keyword terms
+    UnsupportedModeError: 422,
 }
 INTERNAL = "internal server error; the server log has the details"
 

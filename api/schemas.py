@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -94,8 +94,17 @@ class GenerationOptions(RequestModel):
         return replace(defaults, **given)
 
 
+RetrievalMode = Literal["dense", "keyword", "hybrid"]
+MODE_DESCRIPTION = (
+    "How to find the chunks: `hybrid` (BM25 keywords and MiniLM cosine fused; the configured "
+    "default, measured best), `dense` (cosine only) or `keyword` (BM25 only). Omitted: "
+    "retrieval.mode from the config."
+)
+
+
 class QueryRequest(RequestModel):
     question: QuestionText = Field(description="The question, in natural language.")
+    mode: RetrievalMode | None = Field(None, description=MODE_DESCRIPTION)
     generation: GenerationOptions | None = Field(None, description="Sampling settings for this answer.")
     cache: bool = Field(
         True,
@@ -115,6 +124,7 @@ class QueryRequest(RequestModel):
 
 class SearchRequest(RequestModel):
     query: QuestionText = Field(description="What to look for.")
+    mode: RetrievalMode | None = Field(None, description=MODE_DESCRIPTION)
     top_k: int | None = Field(None, ge=1, le=100)
     filters: Filters | None = Field(None, description="Restrict the search to matching documents.")
 
@@ -131,9 +141,25 @@ def hit_fields(hit: ScoredChunk) -> dict[str, Any]:
         "start": c.start,
         "end": c.end,
         "score": round(hit.score, 4),
+        "dense_score": _rounded(hit.dense_score),
+        "keyword_score": _rounded(hit.keyword_score),
+        "rerank_score": _rounded(hit.rerank_score),
         "text": c.text,
         "metadata": hit.metadata,
     }
+
+
+def _rounded(score: float | None) -> float | None:
+    return None if score is None else round(score, 4)
+
+
+SCORE_DESCRIPTION = (
+    "The rank score: the fused score in [0, 1] in hybrid mode (relative to this query's "
+    "candidates), the cosine in dense mode, BM25 in keyword mode, or the reranker's score."
+)
+DENSE_DESCRIPTION = "Cosine similarity between the query and the chunk (what the refusal gate reads)."
+KEYWORD_DESCRIPTION = "BM25 score of the chunk for the query's words (0 = no word in common)."
+RERANK_DESCRIPTION = "The reranker's score, when retrieval.reranker is set."
 
 
 class ChunkOut(BaseModel):
@@ -144,7 +170,10 @@ class ChunkOut(BaseModel):
     page: int | None = Field(description="1-based page for PDFs, null for other formats.")
     start: int = Field(description="Character offset of the chunk in the document's extracted text.")
     end: int
-    score: float = Field(description="Cosine similarity between the query and the chunk.")
+    score: float = Field(description=SCORE_DESCRIPTION)
+    dense_score: float | None = Field(None, description=DENSE_DESCRIPTION)
+    keyword_score: float | None = Field(None, description=KEYWORD_DESCRIPTION)
+    rerank_score: float | None = Field(None, description=RERANK_DESCRIPTION)
     text: str
     metadata: dict[str, Any] = {}
 
@@ -163,7 +192,10 @@ class Citation(BaseModel):
     page: int | None
     start: int
     end: int
-    score: float
+    score: float = Field(description=SCORE_DESCRIPTION)
+    dense_score: float | None = Field(None, description=DENSE_DESCRIPTION)
+    keyword_score: float | None = Field(None, description=KEYWORD_DESCRIPTION)
+    rerank_score: float | None = Field(None, description=RERANK_DESCRIPTION)
     text: str
     metadata: dict[str, Any] = {}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +17,24 @@ IndexOpt = Annotated[
 ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="YAML config file (default: configs/default.yaml; env RAG_CONFIG)."),
+]
+
+
+class Mode(StrEnum):
+    """Retrieval modes (rag.retrieval.MODES) as --mode choices."""
+
+    hybrid = "hybrid"
+    dense = "dense"
+    keyword = "keyword"
+
+
+ModeOpt = Annotated[
+    Mode | None,
+    typer.Option(
+        "--mode",
+        help="hybrid (keywords and meaning fused), dense (meaning only) or keyword (BM25 only); "
+        "default: retrieval.mode (hybrid).",
+    ),
 ]
 TopKOpt = Annotated[int | None, typer.Option("--top-k", "-k", min=1, max=100, help="Chunks to retrieve.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of text.")]

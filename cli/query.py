@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.console import console, out, run, settings
-from cli.options import ConfigOpt, IndexOpt, JsonOpt, PrefixOpt, TopKOpt, WhereOpt, filters
+from cli.options import ConfigOpt, IndexOpt, JsonOpt, ModeOpt, PrefixOpt, TopKOpt, WhereOpt, filters
 from rag.errors import RagError
 
 
@@ -20,15 +20,19 @@ def search(
     top_k: TopKOpt = None,
     where: WhereOpt = None,
     source_prefix: PrefixOpt = None,
+    mode: ModeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the chunks most similar to QUERY, with cosine scores; no LLM involved."""
+    """Show the chunks that best match QUERY, with their scores (fused, cosine, BM25); no LLM.
+
+    Try `--mode keyword` for exact names (options, error codes, file paths) and `--mode dense`
+    to see what meaning alone finds."""
     from rag.components import build_pipeline
 
     cfg = settings(config, index_dir=index)
     pipeline = run(lambda: build_pipeline(cfg))
     chosen = filters(where, source_prefix)
-    hits = run(lambda: pipeline.search(query, top_k, filters=chosen))
+    hits = run(lambda: pipeline.search(query, top_k, filters=chosen, mode=mode and mode.value))
     if as_json:
         from api.schemas import ChunkOut
 
@@ -38,10 +42,21 @@ def search(
         return
     for rank, hit in enumerate(hits, 1):
         page = f" p.{hit.chunk.page}" if hit.chunk.page else ""
-        out.print(f"[bold]{rank}.[/] {hit.score:.3f}  [cyan]{hit.chunk.source}{page}[/]")
+        out.print(
+            f"[bold]{rank}.[/] {hit.score:.3f}  [cyan]{hit.chunk.source}{page}[/]  [dim]{_scores(hit)}[/]"
+        )
         out.print(
             "   " + hit.chunk.text[:300].replace("\n", " ") + ("…" if len(hit.chunk.text) > 300 else "")
         )
+
+
+def _scores(hit: Any) -> str:
+    parts = [
+        f"{name} {value:.3f}"
+        for name, value in (("cosine", hit.dense_score), ("bm25", hit.keyword_score))
+        if value is not None
+    ]
+    return ", ".join(parts)
 
 
 def ask(
@@ -51,6 +66,7 @@ def ask(
     top_k: TopKOpt = None,
     where: WhereOpt = None,
     source_prefix: PrefixOpt = None,
+    mode: ModeOpt = None,
     server: Annotated[
         str | None,
         typer.Option(help="URL of a running `rag serve` (e.g. http://127.0.0.1:8000) to ask instead."),
@@ -66,9 +82,11 @@ def ask(
 
     chosen = filters(where, source_prefix)
     if server:
-        response = run(lambda: _ask_server(server, question, top_k, chosen))
+        response = run(lambda: _ask_server(server, question, top_k, chosen, mode and mode.value))
     else:
-        response = QueryResponse.from_answer(_ask_local(question, index, config, top_k, chosen))
+        response = QueryResponse.from_answer(
+            _ask_local(question, index, config, top_k, chosen, mode and mode.value)
+        )
     if as_json:
         out.print_json(response.model_dump_json())
         return
@@ -84,7 +102,9 @@ def ask(
     )
 
 
-def _ask_local(question: str, index: Path | None, config: Path | None, top_k: int | None, chosen: Any) -> Any:
+def _ask_local(
+    question: str, index: Path | None, config: Path | None, top_k: int | None, chosen: Any, mode: str | None
+) -> Any:
     from rag.components import build_generator, build_pipeline
 
     cfg = settings(config, index_dir=index)
@@ -92,17 +112,17 @@ def _ask_local(question: str, index: Path | None, config: Path | None, top_k: in
     with console.status("loading the generator…"):
         pipeline.generator = run(lambda: build_generator(cfg))
     with console.status("thinking…"):
-        return run(lambda: pipeline.answer(question, top_k, filters=chosen))
+        return run(lambda: pipeline.answer(question, top_k, filters=chosen, mode=mode))
 
 
-def _ask_server(url: str, question: str, top_k: int | None, chosen: Any) -> Any:
+def _ask_server(url: str, question: str, top_k: int | None, chosen: Any, mode: str | None) -> Any:
     """POST the question to a running `rag serve`; its errors become RagErrors with its message."""
     import httpx
 
     from api.schemas import QueryResponse
 
     try:
-        body = {"question": question, "top_k": top_k}
+        body: dict[str, Any] = {"question": question, "top_k": top_k, "mode": mode}
         if chosen is not None:
             body["filters"] = {"metadata": dict(chosen.metadata), "source_prefix": chosen.source_prefix}
         r = httpx.post(url.rstrip("/") + "/v1/query", json=body, timeout=600)

@@ -61,6 +61,7 @@ class CacheScope:
     collection: str = "default"
     filters: str = ""  # a canonical string (SearchFilter.key)
     top_k: int = 0
+    retrieval: str = ""  # mode and reranker: a different ranking may mean a different answer
     generation: str = ""  # a canonical string of the generation settings
 
 

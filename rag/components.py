@@ -11,7 +11,16 @@ from rag.cache import AnswerCache
 from rag.config import Settings
 from rag.pipeline import Pipeline
 from rag.prompt import SYSTEM
-from rag.protocols import Embedder, Generator, Loadable, Retriever, SupportJudge, VectorStore, WarmsUp
+from rag.protocols import (
+    Embedder,
+    Generator,
+    Loadable,
+    Reranker,
+    Retriever,
+    SupportJudge,
+    VectorStore,
+    WarmsUp,
+)
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,14 @@ def build_store(settings: Settings) -> VectorStore:
 def build_retriever(settings: Settings, embedder: Embedder, store: VectorStore) -> Retriever:
     value = settings.retrieval.retriever
     return registry.build("retriever", value, settings, embedder, store, setting="retrieval.retriever")
+
+
+def build_reranker(settings: Settings, generator: Generator | None) -> Reranker | None:
+    """The reranker ``retrieval.reranker`` names, or None for "none" (the default)."""
+    value = settings.retrieval.reranker
+    if value == "none":
+        return None
+    return registry.build("reranker", value, settings, generator, setting="retrieval.reranker")
 
 
 def build_judge(settings: Settings, embedder: Embedder | None, generator: Generator | None) -> SupportJudge:

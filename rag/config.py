@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -104,9 +104,30 @@ class RetrievalSettings(Section):
     # Below this cosine score the best chunk is treated as off-topic: refuse without calling the LLM.
     # Applied to the hits' raw dense cosine (ScoredChunk.dense_score), whatever reranks them after.
     min_score: float = Field(0.30, ge=-1.0, le=1.0)
-    # The retriever (rag.registry kind "retriever"): "dense" (embed the query, top-k by cosine) or
-    # "package.module:ClassName" implementing rag.protocols.Retriever.
-    retriever: str = "dense"
+    # The retriever (rag.registry kind "retriever"): "hybrid" (dense, keyword or both fused, by
+    # mode), "dense" (top-k by cosine only) or "package.module:ClassName" (a rag.protocols.Retriever).
+    retriever: str = "hybrid"
+    # The mode a request gets when it names none: "hybrid" (measured best, docs/retrieval.md),
+    # "dense" (cosine of MiniLM vectors) or "keyword" (BM25 over stemmed words).
+    mode: Literal["dense", "keyword", "hybrid"] = "hybrid"
+    # Candidates each method contributes before fusion, diversity and reranking cut to top_k.
+    candidates: int = Field(50, ge=1, le=1000)
+    # "convex": dense_weight * normalised cosine + (1 - dense_weight) * normalised BM25, or "rrf":
+    # reciprocal rank fusion with rrf_k (rag/retrieval/fusion.py).
+    fusion: Literal["convex", "rrf"] = "convex"
+    dense_weight: float = Field(0.7, ge=0.0, le=1.0)
+    rrf_k: int = Field(60, ge=1, le=1000)
+    # A hit whose stored vector has at least this cosine with a better hit is dropped as a near
+    # duplicate (the same text in two files); above 1.0 turns the filter off.
+    duplicate_similarity: float = Field(0.95, ge=0.0, le=1.01)
+    # Maximal marginal relevance: 1.0 = off (plain ranking); lower trades relevance for variety.
+    mmr_lambda: float = Field(1.0, ge=0.0, le=1.0)
+    # Re-scoring stage (rag.registry kind "reranker"): "none", "generator" (the local model's
+    # P(yes) that the passage answers the question; seconds per passage), "cross-encoder" (a
+    # sentence-transformers CrossEncoder folder, cross_encoder_path) or "package.module:Class".
+    reranker: str = "none"
+    rerank_candidates: int = Field(8, ge=1, le=200)
+    cross_encoder_path: str | None = None
 
 
 class GeneratorSettings(Section):

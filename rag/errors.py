@@ -32,3 +32,11 @@ class GenerationError(RagError):
 
 class IndexCorruptError(RagError):
     """A committed index version cannot be read (a damaged manifest, SQLite store or vector file)."""
+
+
+class KeywordIndexMissingError(RagError):
+    """Keyword search was asked of an index written before it had keyword terms."""
+
+
+class UnsupportedModeError(RagError):
+    """The configured retriever cannot search in the requested mode."""

@@ -26,6 +26,7 @@ from rag.protocols import (
     GenerationParams,
     Generator,
     ReportsUsage,
+    Reranker,
     Retrieved,
     Retriever,
     SupportJudge,
@@ -80,34 +81,67 @@ class Pipeline:
         *,
         make_judge: Callable[[Generator], SupportJudge] | None = None,
         cache: AnswerCache[Answer] | None = None,
+        reranker: Reranker | None = None,
+        make_reranker: Callable[[Generator | None], Reranker | None] | None = None,
     ) -> None:
         self.settings = settings
         self.retriever = retriever
         self.judge = judge
         self.generator = generator
         self.cache = cache
+        self.reranker = reranker
         self._make_judge = make_judge
+        self._make_reranker = make_reranker
 
     @classmethod
     def from_components(cls, components: Components) -> Pipeline:
-        from rag.components import build_judge
+        from rag.components import build_judge, build_reranker
 
         c = components
         make_judge = partial(build_judge, c.settings, c.embedder)
-        return cls(c.settings, c.retriever, c.judge, c.generator, make_judge=make_judge, cache=c.cache)
+        make_reranker = partial(build_reranker, c.settings)
+        return cls(
+            c.settings,
+            c.retriever,
+            c.judge,
+            c.generator,
+            make_judge=make_judge,
+            cache=c.cache,
+            make_reranker=make_reranker,
+        )
 
     def retrieve(
-        self, query: str, top_k: int | None = None, *, filters: SearchFilter | None = None
+        self,
+        query: str,
+        top_k: int | None = None,
+        *,
+        filters: SearchFilter | None = None,
+        mode: str | None = None,
     ) -> Retrieved:
         """The one retrieval path of /v1/search and /v1/query: the hits and the index version
-        they come from. ``filters`` (metadata, source prefix) apply before the top-k is taken."""
-        return self.retriever.retrieve(query, top_k or self.settings.retrieval.top_k, filters)
+        they come from. ``filters`` (metadata, source prefix) apply before the top-k is taken;
+        ``mode`` is dense, keyword or hybrid (None: retrieval.mode). With a reranker
+        (retrieval.reranker) the first ``rerank_candidates`` hits are re-scored before the cut."""
+        config = self.settings.retrieval
+        k = top_k or config.top_k
+        reranker = self._reranker_for(self.generator)
+        depth = max(k, config.rerank_candidates) if reranker is not None else k
+        retrieved = self.retriever.retrieve(query, depth, filters, mode)
+        if reranker is None:
+            return retrieved
+        head, tail = retrieved.hits[: config.rerank_candidates], retrieved.hits[config.rerank_candidates :]
+        return replace(retrieved, hits=(reranker.rerank(query, head) + tail)[:k])
 
     def search(
-        self, query: str, top_k: int | None = None, *, filters: SearchFilter | None = None
+        self,
+        query: str,
+        top_k: int | None = None,
+        *,
+        filters: SearchFilter | None = None,
+        mode: str | None = None,
     ) -> list[ScoredChunk]:
         """``retrieve()``'s hits alone, for callers that do not report the version."""
-        return self.retrieve(query, top_k, filters=filters).hits
+        return self.retrieve(query, top_k, filters=filters, mode=mode).hits
 
     def answer(
         self,
@@ -117,8 +151,13 @@ class Pipeline:
         filters: SearchFilter | None = None,
         params: GenerationParams | None = None,
         use_cache: bool = True,
+        mode: str | None = None,
     ) -> Answer:
-        return _last(self.answer_stream(question, top_k, filters=filters, params=params, use_cache=use_cache))
+        return _last(
+            self.answer_stream(
+                question, top_k, filters=filters, params=params, use_cache=use_cache, mode=mode
+            )
+        )
 
     def answer_stream(
         self,
@@ -128,6 +167,7 @@ class Pipeline:
         filters: SearchFilter | None = None,
         params: GenerationParams | None = None,
         use_cache: bool = True,
+        mode: str | None = None,
     ) -> Iterator[str | Answer]:
         """Yields draft text pieces as the model writes them, then the final, grounded Answer.
 
@@ -135,7 +175,7 @@ class Pipeline:
         neither reads nor writes the answer cache."""
         t0 = time.perf_counter()
         k = top_k or self.settings.retrieval.top_k
-        retrieved = self.retrieve(question, k, filters=filters)
+        retrieved = self.retrieve(question, k, filters=filters, mode=mode)
         hits, version = retrieved.hits, retrieved.index_version
         timings = {"retrieve_ms": _ms(t0)}
         reason = self._gate(hits)
@@ -148,7 +188,7 @@ class Pipeline:
                 "(or wait until the server has loaded it)"
             )
         params = params or self.default_params()
-        scope = self._scope(version, filters, k, params)
+        scope = self._scope(version, filters, k, params, mode)
         cache = self.cache if use_cache else None
         hit = cache.get(question, scope) if cache is not None else None
         if hit is not None:
@@ -207,11 +247,32 @@ class Pipeline:
         )
 
     def _scope(
-        self, version: int | None, filters: SearchFilter | None, top_k: int, params: GenerationParams
+        self,
+        version: int | None,
+        filters: SearchFilter | None,
+        top_k: int,
+        params: GenerationParams,
+        mode: str | None,
     ) -> CacheScope:
-        g = self.settings.generator
+        g, r = self.settings.generator, self.settings.retrieval
         generation = repr((g.backend, g.model, g.context_tokens, params))
-        return CacheScope(version, filters=filters.key if filters else "", top_k=top_k, generation=generation)
+        retrieval = repr((mode or r.mode, r.reranker))
+        return CacheScope(
+            version,
+            filters=filters.key if filters else "",
+            top_k=top_k,
+            retrieval=retrieval,
+            generation=generation,
+        )
+
+    def _reranker_for(self, generator: Generator | None) -> Reranker | None:
+        """The configured reranker, built on first use (a generator reranker needs the model,
+        which the server loads after start-up); None when retrieval.reranker is "none"."""
+        if self.reranker is None and self._make_reranker is not None:
+            if self.settings.retrieval.reranker == "none":
+                return None
+            self.reranker = self._make_reranker(generator)
+        return self.reranker
 
     def _judge_for(self, generator: Generator) -> SupportJudge:
         if self.judge is None:

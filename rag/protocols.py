@@ -49,9 +49,8 @@ class StoreSnapshot(Protocol):
     """One committed, immutable version of a store: every read of one request goes to one
     snapshot, so a response never mixes two versions (a commit in between makes a new one).
 
-    Keyword search is not part of the contract yet: a store that can do it will add a
-    ``KeywordSearchable`` protocol here (``keyword_search(query, k, filter) -> list[ScoredChunk]``
-    with ``dense_score=None``), and a hybrid retriever will check for it with isinstance.
+    Keyword search and reading stored vectors are optional capabilities
+    (``KeywordSearchable``, ``VectorReadable``); the hybrid retriever checks for them.
     """
 
     @property
@@ -76,6 +75,34 @@ class StoreSnapshot(Protocol):
     def check_readable(self) -> None:
         """A cheap read that raises IndexCorruptError when the stored data is damaged."""
         ...
+
+
+@runtime_checkable
+class KeywordSearchable(Protocol):
+    """Optional snapshot capability: BM25 over the same chunks, with the same filters.
+    ``has_keyword_index`` is False for an index written before it had keyword terms."""
+
+    has_keyword_index: bool
+
+    def keyword_search(
+        self, query: str, top_k: int, filters: SearchFilter | None = None
+    ) -> list[ScoredChunk]:
+        """Top-k by BM25, ``score == keyword_score``; filters apply before the top-k."""
+        ...
+
+    def keyword_scores(self, query: str, chunk_ids: list[int]) -> dict[int, float]:
+        """BM25 of exactly these chunks (0.0 where no query term occurs)."""
+        ...
+
+
+@runtime_checkable
+class VectorReadable(Protocol):
+    """Optional snapshot capability: the stored vectors, so fusion can give a keyword-only
+    hit its true cosine and diversity can compare hits without embedding them again."""
+
+    def dense_scores(self, query: np.ndarray, chunk_ids: list[int]) -> dict[int, float]: ...
+
+    def vectors(self, chunk_ids: list[int]) -> np.ndarray: ...
 
 
 @runtime_checkable
@@ -148,10 +175,25 @@ class Retriever(Protocol):
 
     Hits are best first by ``score``. ``dense_score`` carries the raw cosine whenever the hit
     was scored densely (the refusal gate reads it); a fusing or reranking stage changes
-    ``score`` and keeps ``dense_score``.
+    ``score`` and keeps ``dense_score``. ``mode`` is "dense", "keyword" or "hybrid" (None: the
+    configured ``retrieval.mode``); a retriever that cannot serve a mode raises
+    ``rag.errors.UnsupportedModeError``.
     """
 
-    def retrieve(self, query: str, top_k: int, filters: SearchFilter | None = None) -> Retrieved: ...
+    def retrieve(
+        self, query: str, top_k: int, filters: SearchFilter | None = None, mode: str | None = None
+    ) -> Retrieved: ...
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Registry kind ``reranker`` (setting ``retrieval.reranker``, default "none"), built as
+    ``cls(settings, generator)``: re-scores the first ``retrieval.rerank_candidates`` hits.
+
+    Returns the hits best first with ``rerank_score`` set and ``score`` equal to it;
+    ``dense_score`` and ``keyword_score`` are kept."""
+
+    def rerank(self, query: str, hits: list[ScoredChunk]) -> list[ScoredChunk]: ...
 
 
 class Message(TypedDict):

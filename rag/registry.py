@@ -14,6 +14,7 @@ kind       setting                 built as
 embedder   embedding.backend       ``cls(settings.embedding)``
 store      index.store             ``cls(settings)``
 retriever  retrieval.retriever     ``cls(settings, embedder, store)``
+reranker   retrieval.reranker      ``cls(settings, generator)`` (generator may be None)
 generator  generator.backend       ``cls(settings.generator)``
 judge      grounding.judge         ``cls(settings.grounding, embedder, generator)``
 loader     (by file suffix)        registered by ``ingest.loaders``
@@ -38,7 +39,14 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "sentence-transformers": "rag.embedding.sentence_transformers:SentenceTransformerEmbedder",
     },
     "store": {"faiss": "rag.index.faiss_store:FaissSqliteStore"},
-    "retriever": {"dense": "rag.retrieval:DenseRetriever"},
+    "retriever": {
+        "hybrid": "rag.retrieval.hybrid:HybridRetriever",
+        "dense": "rag.retrieval.dense:DenseRetriever",
+    },
+    "reranker": {
+        "generator": "rag.retrieval.rerank:GeneratorReranker",
+        "cross-encoder": "rag.retrieval.rerank:CrossEncoderReranker",
+    },
     "generator": {
         "llamacpp": "rag.generation.llamacpp_backend:LlamaCppGenerator",
         "transformers": "rag.generation.transformers_backend:TransformersGenerator",
@@ -52,6 +60,7 @@ PROTOCOLS = {
     "embedder": "Embedder",
     "store": "VectorStore",
     "retriever": "Retriever",
+    "reranker": "Reranker",
     "generator": "Generator",
     "judge": "SupportJudge",
     "loader": "Loader",

@@ -59,9 +59,12 @@ class Chunk:
 class ScoredChunk:
     """A retrieved chunk. ``score`` ranks the hits (after any fusion or reranking);
     ``dense_score`` is the raw cosine to the query, kept apart so the refusal gate
-    (retrieval.min_score) keeps its meaning; None when the hit was not scored densely."""
+    (retrieval.min_score) keeps its meaning; None when the hit was not scored densely.
+    ``keyword_score`` is its BM25 score (None when not scored by keywords)."""
 
     chunk: Chunk
-    score: float  # the final rank score; equal to dense_score for plain dense retrieval
+    score: float  # the final rank score: the cosine (dense), BM25 (keyword) or fused (hybrid)
     metadata: dict[str, Any] = field(default_factory=dict)  # the document's user metadata
     dense_score: float | None = None  # cosine similarity to the query
+    keyword_score: float | None = None  # BM25 (rag.index.keyword); 0.0 = no term in common
+    rerank_score: float | None = None  # set by a reranker stage (retrieval.reranker)

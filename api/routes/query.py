@@ -92,7 +92,12 @@ def _stream(state: AppState, body: QueryRequest) -> Iterator[str | Answer]:
     pipeline = state.pipeline
     params = body.generation.apply(pipeline.default_params()) if body.generation else None
     return pipeline.answer_stream(
-        body.question, body.top_k, filters=_filters(body), params=params, use_cache=body.cache
+        body.question,
+        body.top_k,
+        filters=_filters(body),
+        params=params,
+        use_cache=body.cache,
+        mode=body.mode,
     )
 
 

@@ -26,7 +26,7 @@ def search(body: SearchRequest, state: State) -> SearchResponse:
         raise HTTPException(422, problem)
     started = time.perf_counter()
     filters = body.filters.to_filter() if body.filters else None
-    found = state.pipeline.retrieve(body.query, body.top_k, filters=filters)  # /v1/query's path
+    found = state.pipeline.retrieve(body.query, body.top_k, filters=filters, mode=body.mode)  # as /v1/query
     took = round((time.perf_counter() - started) * 1000, 1)
     return SearchResponse(
         results=[ChunkOut.from_hit(h, rank) for rank, h in enumerate(found.hits, 1)],

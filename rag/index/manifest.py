@@ -29,6 +29,9 @@ class Manifest(BaseModel):
     updated_at: str
     documents: int = 0
     chunks: int = 0
+    # How the keyword terms were analysed (rag.index.keyword.ANALYZER); None in an index written
+    # before keyword search, which then has no keyword terms until its next commit builds them.
+    keyword_analyzer: str | None = None
 
     @classmethod
     def read(cls, path: Path) -> Manifest:

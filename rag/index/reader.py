@@ -18,8 +18,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from rag.errors import IndexCorruptError, IndexNotFoundError
-from rag.index import layout
+from rag.errors import IndexCorruptError, IndexNotFoundError, KeywordIndexMissingError
+from rag.index import keyword, layout
 from rag.index.filters import SearchFilter
 from rag.index.manifest import Manifest
 from rag.index.sqlite_store import chunk_ids_of_documents, connect, fetch_chunks
@@ -39,6 +39,10 @@ class IndexReader:
         self._db_lock = threading.Lock()  # one connection shared by the server's request threads
         self._filters: OrderedDict[str, np.ndarray] = OrderedDict()
         self.check_readable()
+        with self._db() as conn:
+            self.has_keyword_index = (
+                keyword.exists(conn) and self.manifest.keyword_analyzer == keyword.ANALYZER
+            )
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -118,6 +122,51 @@ class IndexReader:
             if i in found
         ]
 
+    def keyword_search(
+        self, query: str, top_k: int, filters: SearchFilter | None = None
+    ) -> list[ScoredChunk]:
+        """Top-k chunks by BM25 (rag.index.keyword), ``score == keyword_score``; with
+        ``filters``, the top-k among matching chunks, as in ``search``."""
+        self._require_keyword_index()
+        allowed = None
+        if filters is not None and not filters.is_empty:
+            allowed = self.allowed_ids(filters).tolist()
+        with self._db() as conn:
+            hits = keyword.search(conn, query, top_k, allowed)
+            found = fetch_chunks(conn, [i for i, _ in hits])
+        return [
+            ScoredChunk(chunk=found[i][0], score=s, metadata=found[i][1], keyword_score=s)
+            for i, s in hits
+            if i in found
+        ]
+
+    def keyword_scores(self, query: str, chunk_ids: list[int]) -> dict[int, float]:
+        """BM25 scores of these chunks (0.0 where a chunk shares no term with the query)."""
+        self._require_keyword_index()
+        with self._db() as conn:
+            return keyword.scores(conn, query, chunk_ids)
+
+    def dense_scores(self, query: np.ndarray, chunk_ids: list[int]) -> dict[int, float]:
+        """Cosine of the query to each of these chunks (their stored vectors), so a chunk found
+        only by keywords gets its true dense score for fusion and for the refusal gate."""
+        vectors = self.vectors(chunk_ids)
+        q = np.asarray(query, dtype=np.float32).reshape(-1)
+        return {cid: float(v @ q) for cid, v in zip(chunk_ids, vectors, strict=True)}
+
+    def vectors(self, chunk_ids: list[int]) -> np.ndarray:
+        """The stored (normalised) vectors of these chunks, one row each."""
+        if not chunk_ids:
+            return np.zeros((0, self.manifest.dimension), dtype=np.float32)
+        return np.stack([self._vectors.reconstruct(int(i)) for i in chunk_ids])
+
+    def _require_keyword_index(self) -> None:
+        if not self.has_keyword_index:
+            raise KeywordIndexMissingError(
+                f"the index at {self.root} was built before keyword search and has no keyword terms "
+                f"yet; run `rag ingest PATH --index {self.root}` once (it adds them), or use mode "
+                "dense"
+            )
+
     def allowed_ids(self, filters: SearchFilter) -> np.ndarray:
         """Chunk ids of the documents that match ``filters`` (int64, cached per filter)."""
         key = filters.key
@@ -181,6 +230,13 @@ class IndexReader:
             f"store and FAISS disagree: {len(chunk_ids - vector_ids)} chunk rows without a vector, "
             f"{len(vector_ids - chunk_ids)} vectors without a row"
         )
+        if self.has_keyword_index:
+            with self._db() as conn:
+                keyword_ids = keyword.indexed_ids(conn)
+            assert keyword_ids == chunk_ids, (
+                f"keyword terms and chunks disagree: {len(chunk_ids - keyword_ids)} chunks without "
+                f"terms, {len(keyword_ids - chunk_ids)} terms without a chunk"
+            )
         docs = self.documents()
         assert self.manifest.documents == len(docs), (self.manifest.documents, len(docs))
         assert self.manifest.chunks == len(chunk_ids) == sum(d["chunks"] for d in docs)

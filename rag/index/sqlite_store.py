@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rag.index import keyword
 from rag.types import Chunk
 
 SCHEMA = """
@@ -51,17 +52,26 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(path)
         conn.execute("PRAGMA journal_mode = MEMORY")
         conn.execute("PRAGMA synchronous = OFF")
-        conn.executescript(f"BEGIN; {SCHEMA} COMMIT;")
+        conn.executescript(f"BEGIN; {SCHEMA}; {keyword.SCHEMA}; COMMIT;")
         migrate(conn)
     return conn
 
 
-def migrate(conn: sqlite3.Connection) -> None:
+def migrate(conn: sqlite3.Connection, *, analyzer: str | None = keyword.ANALYZER) -> bool:
     """Bring a store written by an older version up to SCHEMA (only staging copies are written,
-    so an old index is upgraded by its next commit and readers of older versions are unaffected)."""
+    so an old index is upgraded by its next commit and readers of older versions are unaffected).
+
+    ``analyzer`` is the keyword analysis the store's terms were made with (the manifest's
+    ``keyword_analyzer``); a store without keyword terms, or with terms of another analysis, has
+    them rebuilt from its chunk text. Returns True when that happened (the writer then commits
+    even if no document changed, so the upgrade is not lost)."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(documents)")}
     if "file_hash" not in columns:  # added with parse skipping; NULL means "parse it to find out"
         conn.execute("ALTER TABLE documents ADD COLUMN file_hash TEXT")
+    if keyword.exists(conn) and analyzer == keyword.ANALYZER:
+        return False
+    keyword.rebuild(conn)
+    return True
 
 
 def fetch_chunks(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, tuple[Chunk, dict[str, Any]]]:
@@ -82,12 +92,22 @@ def _chunk(row: tuple[Any, ...]) -> Chunk:
     return Chunk(document_id=doc_id, source=source, page=page, start=start, end=end, text=text, id=cid)
 
 
-def insert_chunks(conn: sqlite3.Connection, chunks: Iterable[Chunk]) -> None:
+def insert_chunks(conn: sqlite3.Connection, chunks: Sequence[Chunk]) -> None:
+    """Chunk rows and their keyword terms, in the caller's transaction (so they commit together)."""
     conn.executemany(
         'INSERT INTO chunks (id, document_id, source, page, start, "end", text, hash) '
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [(c.id, c.document_id, c.source, c.page, c.start, c.end, c.text, c.hash) for c in chunks],
     )
+    keyword.add(conn, [(int(c.id), c.text) for c in chunks if c.id is not None])
+
+
+def delete_chunks_of(conn: sqlite3.Connection, doc_id: str) -> list[int]:
+    """Remove a document's chunk rows and keyword terms; returns the chunk ids removed."""
+    ids = [int(r[0]) for r in conn.execute("SELECT id FROM chunks WHERE document_id = ?", (doc_id,))]
+    keyword.remove(conn, ids)
+    conn.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
+    return ids
 
 
 def next_chunk_id(conn: sqlite3.Connection) -> int:

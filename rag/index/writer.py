@@ -17,11 +17,12 @@ import numpy as np
 
 from rag.errors import IndexLockedError, IndexNotFoundError
 from rag.fsutil import FileLock
-from rag.index import layout
+from rag.index import keyword, layout
 from rag.index.manifest import Manifest, utc_now
 from rag.index.sqlite_store import (
     connect,
     counts,
+    delete_chunks_of,
     insert_chunks,
     migrate,
     next_chunk_id,
@@ -179,7 +180,9 @@ class IndexWriter:
         try:
             self._conn = connect(store, readonly=False)
             src.backup(self._conn)  # replaces the staged schema with the live one's
-            migrate(self._conn)
+            # An index from before keyword search (or with terms of another analysis) gets its
+            # keyword terms built here, and is committed even if no document changes.
+            self.changed = migrate(self._conn, analyzer=self._manifest.keyword_analyzer)
         finally:
             src.close()
 
@@ -237,10 +240,9 @@ class IndexWriter:
         return stored
 
     def delete(self, doc_id: str) -> bool:
-        ids = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE document_id = ?", (doc_id,))]
+        ids = delete_chunks_of(self._db, doc_id)
         if ids:
             self._index.remove_ids(np.asarray(ids, dtype=np.int64))
-        self._db.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
         removed = self._db.execute("DELETE FROM documents WHERE id = ?", (doc_id,)).rowcount > 0
         self.changed = self.changed or removed
         return removed
@@ -259,7 +261,13 @@ class IndexWriter:
         _write_vectors(self._index, self._staging / layout.VECTORS)
         version = self._next_version()
         manifest = self._manifest.model_copy(
-            update={"version": version, "updated_at": utc_now(), "documents": docs, "chunks": chunks}
+            update={
+                "version": version,
+                "updated_at": utc_now(),
+                "documents": docs,
+                "chunks": chunks,
+                "keyword_analyzer": keyword.ANALYZER,
+            }
         )
         manifest.write(self._staging / layout.MANIFEST)
         _fsync_tree(self._staging)

@@ -224,7 +224,9 @@ class ToyRetriever:
         self.embedder = embedder
         self.store = store
 
-    def retrieve(self, query: str, top_k: int, filters: SearchFilter | None = None) -> Retrieved:
+    def retrieve(
+        self, query: str, top_k: int, filters: SearchFilter | None = None, mode: str | None = None
+    ) -> Retrieved:
         snapshot = self.store.snapshot()
         hits = snapshot.search(self.embedder.embed_query(query), top_k, filters)
         ranked = [replace(h, score=1.0 / rank) for rank, h in enumerate(hits, 1)]

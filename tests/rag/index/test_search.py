@@ -12,16 +12,23 @@ from rag.index.reader import IndexReader
 from rag.index.writer import IndexWriter
 
 
-def test_scores_are_cosine_similarities_computed_by_numpy(built_index: Settings, embedder) -> None:
+@pytest.mark.parametrize("mode", ["dense", "hybrid", "keyword"])
+def test_dense_scores_are_cosine_similarities_computed_by_numpy(
+    built_index: Settings, embedder, mode: str
+) -> None:
+    """Every hit's dense_score is its true cosine in every mode (the refusal gate reads it);
+    in dense mode the rank score is that cosine too."""
     question = "Which TCP port does the relay daemon listen on?"
-    hits = build_pipeline(built_index, embedder=embedder).search(question, 5)
+    hits = build_pipeline(built_index, embedder=embedder).search(question, 5, mode=mode)
     q = embedder.embed_query(question)
     stored = IndexReader.open(built_index.index_dir)._vectors
     for hit in hits:
         # The stored vector, not a fresh embedding: int8 vectors shift slightly with batch-mates.
         v = stored.reconstruct(int(hit.chunk.id))
         expected = float(np.dot(q, v) / (np.linalg.norm(q) * np.linalg.norm(v)))
-        assert hit.score == pytest.approx(expected, abs=1e-4)
+        assert hit.dense_score == pytest.approx(expected, abs=1e-4)
+        if mode == "dense":
+            assert hit.score == hit.dense_score
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert "7341" in hits[0].chunk.text
 

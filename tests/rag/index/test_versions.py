@@ -18,7 +18,8 @@ from rag.index.faiss_store import FaissSqliteStore
 from rag.index.handle import IndexHandle
 from rag.index.reader import IndexReader
 from rag.index.writer import IndexWriter
-from rag.retrieval import DenseRetriever
+from rag.retrieval.dense import DenseRetriever
+from rag.retrieval.hybrid import HybridRetriever
 from tests.rag.index.hash_embedder import HashEmbedder
 
 REPO = Path(__file__).resolve().parents[3]
@@ -103,9 +104,10 @@ def test_a_retriever_with_another_model_fails_clearly(tmp_path: Path) -> None:
         model_id = "pkg:another-model"
 
     settings = _settings(tmp_path)
-    retriever = DenseRetriever(settings, OtherModel(), FaissSqliteStore(settings))
-    with pytest.raises(IndexMismatchError, match=r"test:hash-bag-of-words-384.*pkg:another-model"):
-        retriever.retrieve("alpha", 3)
+    for kind in (DenseRetriever, HybridRetriever):
+        retriever = kind(settings, OtherModel(), FaissSqliteStore(settings))
+        with pytest.raises(IndexMismatchError, match=r"test:hash-bag-of-words-384.*pkg:another-model"):
+            retriever.retrieve("alpha", 3)
     with pytest.raises(IndexMismatchError, match="rebuild the index"):
         ingest([tmp_path / "docs"], _settings(tmp_path), OtherModel())
 
