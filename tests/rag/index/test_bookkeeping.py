@@ -1,26 +1,30 @@
 """Index bookkeeping under random sequences of add / update / delete / re-ingest.
 
-After every step, the SQLite store, the FAISS ids, the manifest and a plain Python model of the
-corpus (file name -> text) must agree, every chunk must slice its document's text, only chunk
-texts new to the index may be embedded, and no search may return a deleted chunk.
+After every step, the SQLite store, the FAISS ids, the keyword (FTS5) terms, the manifest and a
+plain Python model of the corpus (file name -> text) must agree, every chunk must slice its
+document's text, only chunk texts new to the index may be embedded, and no search may return a
+deleted chunk. Keyword search for a word of the live texts must return exactly the live chunks
+that contain it (by a brute-force scan of the chunks with its own tokenising and stemming).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 import tempfile
 from pathlib import Path
 
+import Stemmer
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from ingest.loaders import default_document_id
 from ingest.pipeline import ingest
 from rag.config import Settings, load_settings
 from rag.errors import IndexNotFoundError
-from rag.index import layout
+from rag.index import keyword, layout
 from rag.index.reader import IndexReader
 from rag.index.writer import IndexWriter
 from rag.protocols import Embedder
@@ -35,9 +39,16 @@ PARAGRAPHS = [
     "Restores write files to the srv restore folder unless a target is given.",
     "Pruning runs every night at half past three and removes expired snapshots.",
     "Logs go to var log zephyr and rotate weekly with four copies kept around.",
+    "Set max_tokens to 5 in relay.conf, then call /v1/query on the rag-service host.",
 ]
 NAMES = [f"doc{i}.txt" for i in range(5)]
 texts = st.lists(st.sampled_from(PARAGRAPHS), min_size=1, max_size=4).map("\n\n".join)
+WORDS = re.compile(r"[^\W_]+")  # letters and digits; the model's own idea of a word
+VOCABULARY = sorted({w for p in PARAGRAPHS for w in WORDS.findall(p)})
+STEMMER = Stemmer.Stemmer("english")
+# Checked after every step, beside the rule's random word: a one-character word, a number, a part
+# of a compound identifier, a word whose stem ("snapshot") differs from it, and a stop word.
+PROBE_WORDS = ("5", "7341", "v1", "snapshots", "the")
 
 
 def small_settings(index_dir: Path) -> Settings:
@@ -55,6 +66,38 @@ def stored_chunks(index_dir: Path) -> list[tuple[int, str, int, int, str, str]]:
         return conn.execute('SELECT id, document_id, start, "end", text, hash FROM chunks').fetchall()
 
 
+def brute_force_matches(index_dir: Path, word: str) -> set[int]:
+    """Ids of the live chunks that contain ``word`` (the same Snowball stem; stop words none)."""
+    if word.lower() in keyword.STOPWORDS:
+        return set()
+    stem = STEMMER.stemWord(word.lower())
+    return {
+        cid
+        for cid, *_, text, _ in stored_chunks(index_dir)
+        if stem in {STEMMER.stemWord(w) for w in WORDS.findall(text.lower()) if w not in keyword.STOPWORDS}
+    }
+
+
+def check_keyword_search(index_dir: Path, word: str, k: int, removed: set[int]) -> None:
+    """Keyword search for ``word`` finds exactly the live chunks holding it; its top-k is the
+    best k of them."""
+    expected = brute_force_matches(index_dir, word)
+    reader = IndexReader.open(index_dir)
+    try:
+        every = reader.keyword_search(word, 1000)
+        found = {h.chunk.id for h in every}
+        assert found == expected, (word, sorted(found - expected), sorted(expected - found))
+        assert found.isdisjoint(removed)
+        assert all(h.keyword_score == h.score > 0.0 for h in every)
+        top = reader.keyword_search(word, k)
+        assert len(top) == min(k, len(expected))
+        assert [h.score for h in top] == sorted((h.score for h in every), reverse=True)[:k]
+        scores = reader.keyword_scores(word, sorted(reader.chunk_ids()))
+        assert {cid for cid, s in scores.items() if s > 0.0} == expected
+    finally:
+        reader.close()
+
+
 def check_index(index_dir: Path, model: dict[Path, str], embedder: Embedder, removed: set[int]) -> None:
     """The index agrees with ``model`` (path -> text); chunks in ``removed`` are never found."""
     try:
@@ -62,7 +105,8 @@ def check_index(index_dir: Path, model: dict[Path, str], embedder: Embedder, rem
     except IndexNotFoundError:
         assert not model
         return
-    reader.check_consistent()
+    assert reader.has_keyword_index
+    reader.check_consistent()  # chunk rows == FAISS ids == keyword rows, and the manifest
     docs = {d["id"]: d for d in reader.documents()}
     expected = {default_document_id(p): text for p, text in model.items()}
     assert set(docs) == set(expected)
@@ -73,6 +117,8 @@ def check_index(index_dir: Path, model: dict[Path, str], embedder: Embedder, rem
         assert text == expected[doc_id][start:end] and digest == content_hash(text)
         live.add(cid)
     assert live.isdisjoint(removed)
+    for word in PROBE_WORDS:
+        check_keyword_search(index_dir, word, 2, removed)
     for query in [*PARAGRAPHS, *expected.values()]:
         for hit in reader.search(embedder.embed_query(query), top_k=10):
             assert hit.chunk.id in live and hit.chunk.document_id in expected
@@ -145,6 +191,19 @@ class Bookkeeping(RuleBasedStateMachine):
         assert summary.chunks_embedded == 0 and summary.added == summary.updated == 0
         assert summary.unchanged == len(self.model) and summary.index_version is None
 
+    @precondition(lambda self: bool(self.model))
+    @rule(data=st.data())
+    def keyword_search_finds_exactly_the_live_chunks(self, data: st.DataObject) -> None:
+        live = sorted({w for text in self.model.values() for w in WORDS.findall(text)})
+        word = data.draw(st.sampled_from(live), label="live word")
+        check_keyword_search(
+            self.settings.index_dir, word, data.draw(st.integers(1, 4), label="k"), self.removed
+        )
+        gone = sorted(set(VOCABULARY) - set(live))
+        if gone:  # a word only deleted or replaced texts had (unless a live word shares its stem)
+            dead = data.draw(st.sampled_from(gone), label="dead word")
+            check_keyword_search(self.settings.index_dir, dead, 3, self.removed)
+
     @invariant()
     def index_matches_model(self) -> None:
         check_index(self.settings.index_dir, self.model, self.embedder, self.removed)
@@ -177,6 +236,8 @@ def test_bookkeeping_with_the_real_embedder(tmp_path: Path, embedder: Embedder) 
         ingest(paths, settings_, embedder, sync=sync)
         removed.update(before - {r[0] for r in stored_chunks(settings_.index_dir)})
         check_index(settings_.index_dir, model, embedder, removed)
+        for word in ("stored", "chacha20", "Zephyr"):
+            check_keyword_search(settings_.index_dir, word, 2, removed)
 
     for i, name in enumerate(NAMES[:3]):
         model[docs / name] = PARAGRAPHS[i] + "\n\n" + PARAGRAPHS[i + 1]

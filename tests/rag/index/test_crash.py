@@ -1,6 +1,8 @@
 """SIGKILL an ingest at every step of a commit (and at random moments): the index must still load,
 be internally consistent, be exactly the old or exactly the new version, and accept the next
-ingest, which clears what the killed writer left behind.
+ingest, which clears what the killed writer left behind. "Consistent" includes the keyword side:
+the FTS5 terms are rows of the same store.sqlite, so they must name exactly the chunks (and
+vectors) of the surviving version, and a keyword query must find exactly its documents.
 
 The killed process is the real CLI (`python -m cli ingest --sync`) with the hashing test
 embedder (see hash_embedder.py for why). Deterministic kill points come from the writer's
@@ -11,19 +13,25 @@ from __future__ import annotations
 
 import os
 import random
+import re
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import Stemmer
 
 from ingest.loaders import default_document_id
 from ingest.pipeline import ingest
 from rag.config import Settings, load_settings
-from rag.errors import IndexNotFoundError
-from rag.index import layout
+from rag.errors import IndexNotFoundError, KeywordIndexMissingError
+from rag.index import keyword, layout
+from rag.index.manifest import Manifest
 from rag.index.reader import IndexReader
 from rag.index.writer import CRASH_ENV, CRASH_POINTS, STAGING_PREFIX
 from rag.types import content_hash
@@ -34,6 +42,17 @@ BACKEND = "tests.rag.index.hash_embedder:HashEmbedder"
 BEFORE_SWAP = {"mid_write", "mid_faiss_write", "before_rename", "after_rename", "before_current"}
 
 State = dict[str, str]  # document id -> content hash
+TEXTS: dict[str, str] = {}  # content hash -> text, of every file this test wrote
+WORDS = re.compile(r"[^\W_]+")
+STEMMER = Stemmer.Stemmer("english")
+PROBES = 30  # keyword queries per check
+
+
+@pytest.fixture(autouse=True)
+def _forget_texts() -> Iterator[None]:
+    TEXTS.clear()
+    yield
+    TEXTS.clear()
 
 
 def _settings(index_dir: Path) -> Settings:
@@ -48,6 +67,7 @@ def _write(docs: Path, files: dict[str, str]) -> State:
             old.unlink()
     for name, text in files.items():
         (docs / name).write_text(text, encoding="utf-8")
+        TEXTS[content_hash(text)] = text
     return {default_document_id(docs / name): content_hash(text) for name, text in files.items()}
 
 
@@ -79,19 +99,52 @@ def _run_cli(docs: Path, index_dir: Path, crash_at: str | None = None) -> subpro
     return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def _state_after_crash(index_dir: Path) -> State | None:
-    """Open the index as a server would and check it; None when no version was ever committed."""
+def _stems(text: str) -> set[str]:
+    return {STEMMER.stemWord(w) for w in WORDS.findall(text.lower()) if w not in keyword.STOPWORDS}
+
+
+def _check_keywords(reader: IndexReader, state: State) -> None:
+    """Keyword search over this version finds exactly its documents and chunks: for "paragraph"
+    (in every text) and for topic words of every text written, this version's or another's."""
+    store = sqlite3.connect(f"file:{reader.version_dir / layout.STORE}?mode=ro", uri=True)
+    try:
+        chunks = store.execute("SELECT id, document_id, text FROM chunks").fetchall()
+    finally:
+        store.close()
+    texts = {doc_id: TEXTS[digest] for doc_id, digest in state.items()}
+    topics = sorted({WORDS.findall(text)[0] for text in TEXTS.values()})
+    probes = ["paragraph", *random.Random(len(topics)).sample(topics, min(PROBES, len(topics)))]
+    for word in probes:
+        stem = STEMMER.stemWord(word.lower())
+        hits = reader.keyword_search(word, 100_000)
+        assert {h.chunk.document_id for h in hits} == {
+            d for d, text in texts.items() if stem in _stems(text)
+        }, word
+        assert {h.chunk.id for h in hits} == {cid for cid, _, text in chunks if stem in _stems(text)}, word
+    assert {h.chunk.document_id for h in reader.keyword_search("paragraph", 100_000)} == set(state)
+
+
+def _state_after_crash(index_dir: Path, *, keyword_terms: bool = True) -> State | None:
+    """Open the index as a server would and check it; None when no version was ever committed.
+    ``keyword_terms``: whether the surviving version must have keyword terms (False: it is an
+    index from before keyword search)."""
     try:
         reader = IndexReader.open(index_dir)
     except IndexNotFoundError:
         return None
-    reader.check_consistent()
+    reader.check_consistent()  # chunk rows == FAISS ids == keyword rows, and the manifest
     state = {d["id"]: d["hash"] for d in reader.documents()}
     live = reader.chunk_ids()
     embedder = HashEmbedder()
     for query in ("alpha paragraph 1", "delta3 delta4", "gamma"):
         for hit in reader.search(embedder.embed_query(query), 5):
             assert hit.chunk.id in live and hit.chunk.document_id in state
+    assert reader.has_keyword_index is keyword_terms
+    if keyword_terms:
+        _check_keywords(reader, state)
+    else:
+        with pytest.raises(KeywordIndexMissingError):
+            reader.keyword_search("paragraph", 5)
     reader.close()
     return state
 
@@ -172,3 +225,74 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
         assert _state_after_crash(index_dir) in (old, new)
         _recover_and_check(docs, index_dir, new)
     assert -signal.SIGKILL in outcomes, "every ingest finished before its kill; nothing was tested"
+
+
+def _drop_keyword_terms(index_dir: Path) -> None:
+    """Make the committed version look like one written before keyword search."""
+    version_dir = layout.current_version_dir(index_dir)
+    conn = sqlite3.connect(version_dir / layout.STORE)
+    conn.execute(f"DROP TABLE {keyword.TABLE}")
+    conn.commit()
+    conn.close()
+    manifest = Manifest.read(version_dir / layout.MANIFEST)
+    manifest.keyword_analyzer = None
+    manifest.write(version_dir / layout.MANIFEST)
+
+
+@pytest.mark.parametrize("point", ["mid_faiss_write", "before_current", "after_current", "mid_prune"])
+def test_sigkill_while_adding_keyword_terms_to_an_old_index(
+    two_versions: tuple[Path, Path, State, State], point: str
+) -> None:
+    """The commit that builds the terms of an index from before keyword search (no document
+    changed) is killed: the old version survives without terms, or the new one with all of them."""
+    docs, index_dir, old, _ = two_versions
+    _write(docs, {"a.md": _text("alpha"), "b.md": _text("beta"), "c.md": _text("gamma", 4)})  # = old
+    _drop_keyword_terms(index_dir)
+    assert _state_after_crash(index_dir, keyword_terms=False) == old
+    proc = _run_cli(docs, index_dir, crash_at=point)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
+    survived = point in BEFORE_SWAP
+    assert _state_after_crash(index_dir, keyword_terms=not survived) == old
+    _recover_and_check(docs, index_dir, old)  # the retry adds the terms (checked in there)
+
+
+@pytest.fixture
+def tampered(tmp_path: Path) -> tuple[Path, Path]:
+    """An index, and a copy of it whose store the test may damage."""
+    docs, index_dir = tmp_path / "docs", tmp_path / "index"
+    _write(docs, {"a.md": _text("alpha"), "b.md": _text("beta", 5)})
+    ingest([docs], _settings(index_dir), HashEmbedder(), sync=True)
+    _state_after_crash(index_dir)  # the untouched index passes every check
+    copy = tmp_path / "copy"
+    shutil.copytree(index_dir, copy)
+    return copy, layout.current_version_dir(copy) / layout.STORE
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        f"DELETE FROM {keyword.TABLE} WHERE rowid = (SELECT max(rowid) FROM {keyword.TABLE})",
+        f"INSERT INTO {keyword.TABLE} (rowid, terms) VALUES (999999, 'alpha paragraph')",
+    ],
+    ids=["chunk without terms", "terms without chunk"],
+)
+def test_check_consistent_detects_keyword_rows_that_disagree_with_the_chunks(
+    tampered: tuple[Path, Path], damage: str
+) -> None:
+    copy, store = tampered
+    with sqlite3.connect(store) as conn:
+        conn.execute(damage)
+    with pytest.raises(AssertionError, match="keyword terms and chunks disagree"):
+        IndexReader.open(copy).check_consistent()
+
+
+def test_the_keyword_query_check_detects_terms_of_the_wrong_text(tampered: tuple[Path, Path]) -> None:
+    """Ids that agree are not enough: a chunk whose terms are another chunk's is caught by the
+    keyword queries the crash checks run."""
+    copy, store = tampered
+    with sqlite3.connect(store) as conn:
+        conn.execute(f"UPDATE {keyword.TABLE} SET terms = 'beta paragraph' WHERE rowid = 0")
+    IndexReader.open(copy).check_consistent()  # same ids on every side
+    with pytest.raises(AssertionError):
+        _state_after_crash(copy)
