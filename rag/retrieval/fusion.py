@@ -19,12 +19,14 @@ from collections.abc import Mapping
 
 
 def min_max(scores: Mapping[int, float]) -> dict[int, float]:
-    """Scores mapped onto [0, 1] over these candidates; all equal -> all 1.0 (none is worse)."""
+    """Scores mapped onto [0, 1] over these candidates. All equal: 1.0 each (none is worse),
+    unless all are 0 or less (no candidate shares a word with the query), then 0.0 each, so
+    a method that found nothing adds nothing to the fused score."""
     if not scores:
         return {}
     low, high = min(scores.values()), max(scores.values())
     if high - low <= 0.0:
-        return dict.fromkeys(scores, 1.0)
+        return dict.fromkeys(scores, 1.0 if high > 0.0 else 0.0)
     return {cid: (s - low) / (high - low) for cid, s in scores.items()}
 
 

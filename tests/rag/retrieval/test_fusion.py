@@ -66,18 +66,28 @@ def test_convex_scores_are_in_unit_interval(
 def test_convex_best_in_both_is_best_fused(
     pair: tuple[dict[int, float], dict[int, float]], weight: float
 ) -> None:
-    """A candidate first by cosine and by BM25 gets the highest fused score, the full 1.0."""
+    """A candidate first by cosine and by BM25 gets the highest fused score, the full 1.0
+    (unless every cosine is the same non-positive value: then the dense part is 0 for all)."""
     dense, keyword = pair
     best = max(dense, key=lambda c: (dense[c], -c))
     keyword[best] = max(keyword.values()) + 1.0
     fused = convex(dense, keyword, weight)
     assert fused[best] == max(fused.values())
-    assert abs(fused[best] - 1.0) < 1e-12
+    dense_part = 0.0 if len(set(dense.values())) == 1 and dense[best] <= 0 else weight
+    assert abs(fused[best] - (dense_part + 1.0 - weight)) < 1e-12
 
 
 @given(st.lists(st.integers(), min_size=1, max_size=20, unique=True), any_scores)
-def test_min_max_of_equal_scores_is_all_one(chunk_ids: list[int], value: float) -> None:
-    assert min_max(dict.fromkeys(chunk_ids, value)) == dict.fromkeys(chunk_ids, 1.0)
+def test_min_max_of_equal_scores_is_all_one_unless_none_scored(chunk_ids: list[int], value: float) -> None:
+    """Equal positive scores: none is worse (1.0). All zero (no candidate shares a word with the
+    query): the method found nothing and adds nothing to a fused score (0.0)."""
+    expected = 1.0 if value > 0 else 0.0
+    assert min_max(dict.fromkeys(chunk_ids, value)) == dict.fromkeys(chunk_ids, expected)
+
+
+def test_a_query_no_chunk_shares_a_word_with_fuses_to_its_dense_part() -> None:
+    fused = convex({1: 0.6, 2: 0.4}, {1: 0.0, 2: 0.0}, 0.7)
+    assert fused == {1: 0.7, 2: 0.0}
 
 
 @given(st.dictionaries(st.integers(), any_scores, min_size=2))
