@@ -30,3 +30,18 @@ def build_messages(question: str, passages: Sequence[Passage]) -> list[Message]:
     context = "\n\n".join(f"[{i}] {label(p.hit)}\n{p.text}" for i, p in enumerate(passages, 1))
     user = f"Context passages:\n\n{context}\n\nQuestion: {question}"
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+# The generator reranker's question (rag.retrieval.rerank.GeneratorReranker), read as P(yes) from
+# the next-token logits. Short on purpose: every word is prefill paid once per candidate passage.
+# The question comes before the passage so that, for one query, every candidate's prompt shares
+# the system prompt *and* the question as a token prefix, which llama.cpp computes only once.
+RELEVANCE_INSTRUCTION = "Does the passage answer the question? Answer yes or no."
+
+
+def build_relevance_messages(question: str, passage: str) -> list[Message]:
+    """The answer's own system prompt (its KV state is already computed at load and stays valid
+    for the answer after reranking, so prefix reuse is not broken), then the question, one
+    passage and the yes/no instruction."""
+    user = f"Question: {question}\n\nPassage:\n{passage}\n\n{RELEVANCE_INSTRUCTION}"
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
