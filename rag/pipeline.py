@@ -90,6 +90,7 @@ class Pipeline:
         self.generator = generator
         self.cache = cache
         self.reranker = reranker
+        self._reranker_generator: Generator | None = None
         self._make_judge = make_judge
         self._make_reranker = make_reranker
 
@@ -266,12 +267,19 @@ class Pipeline:
         )
 
     def _reranker_for(self, generator: Generator | None) -> Reranker | None:
-        """The configured reranker, built on first use (a generator reranker needs the model,
-        which the server loads after start-up); None when retrieval.reranker is "none"."""
-        if self.reranker is None and self._make_reranker is not None:
-            if self.settings.retrieval.reranker == "none":
-                return None
+        """The configured reranker, built on first use; None when retrieval.reranker is "none".
+
+        The "generator" reranker needs the model, which the server loads after start-up: until
+        then hits are not reranked (their ``rerank_score`` stays None, so a client can tell), and
+        it is built again if the pipeline's generator is replaced."""
+        name = self.settings.retrieval.reranker
+        if self._make_reranker is None or name == "none":
+            return self.reranker
+        if name == "generator" and generator is None:
+            return None
+        if self.reranker is None or (name == "generator" and self._reranker_generator is not generator):
             self.reranker = self._make_reranker(generator)
+            self._reranker_generator = generator
         return self.reranker
 
     def _judge_for(self, generator: Generator) -> SupportJudge:

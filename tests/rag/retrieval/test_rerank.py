@@ -262,6 +262,27 @@ def test_the_pipeline_reranks_the_candidates_then_cuts_to_top_k(
     assert isinstance(pipeline, Pipeline) and after.index_version is not None
 
 
+def test_before_the_generator_loads_the_generator_reranker_is_skipped_visibly(
+    built_index: Settings, embedder: Embedder
+) -> None:
+    """The server loads its generator after start-up: until then a search still answers, in
+    retrieval order, with rerank_score None (visible); once a generator is there it reranks."""
+    settings = load_settings(
+        index_dir=built_index.index_dir,
+        **{"retrieval.reranker": "generator", "retrieval.rerank_candidates": 3},
+    )
+    pipeline = build_components(settings, embedder=embedder).pipeline()
+    plain = pipeline.retrieve(RELAY, top_k=3).hits
+    assert plain and all(h.rerank_score is None for h in plain)
+    scorer = FakeScorer(default=0.25)
+    pipeline.generator = scorer  # type: ignore[assignment]
+    reranked = pipeline.retrieve(RELAY, top_k=3).hits
+    assert len(scorer.prompts) == 3 and all(h.rerank_score == 0.25 for h in reranked)
+    other = FakeScorer(default=0.75)
+    pipeline.generator = other  # type: ignore[assignment]  # a replaced generator is used, not the old one
+    assert all(h.rerank_score == 0.75 for h in pipeline.retrieve(RELAY, top_k=3).hits)
+
+
 # -- the real generator (slow) -------------------------------------------------------------------
 
 
