@@ -6,11 +6,18 @@ cd "$(dirname "$0")/.."
 
 VENV=${RAG_VENV:-.venv}
 PY=${PYTHON:-python3}
-stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+# The stamp covers this script too: a change to how things are built (the llama.cpp flags) reinstalls.
+stamp="$VENV/.installed-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
 # llama-cpp-python (the default generator runtime) has no binary wheel on the package index: it is
 # compiled once, here, and kept outside the repository so later installs and CI reuse it.
 LLAMA_CPP=llama-cpp-python==0.3.36
-WHEELS=${RAG_WHEEL_CACHE:-$HOME/.cache/rag-service/wheels}
+# A portable x86-64 build (AVX2 + FMA), not one tuned to the building CPU (GGML_NATIVE): the wheel is
+# cached and reused, and a native build on a CPU that advertises AMX crashed (SIGSEGV in
+# ggml_backend_amx_mul_mat) inside a VM that does not let processes use AMX tiles. The flags name
+# the cache folder, so a wheel built with other flags is never picked up.
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+WHEELS=${RAG_WHEEL_CACHE:-$HOME/.cache/rag-service/wheels}/avx2
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "==> creating $VENV"
@@ -27,7 +34,9 @@ if [ ! -f "$stamp" ]; then
   if ! ls "$WHEELS"/llama_cpp_python-0.3.36-*.whl > /dev/null 2>&1; then
     echo "==> compiling $LLAMA_CPP once into $WHEELS (about 15 minutes on 2 cores; log: $log)"
     mkdir -p "$WHEELS"
-    CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) "$VENV/bin/python" -m pip wheel --no-deps "$LLAMA_CPP" -w "$WHEELS" \
+    # --no-cache-dir: pip's own wheel cache would hand back a wheel built with other flags.
+    CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+      "$VENV/bin/python" -m pip wheel --no-cache-dir --no-deps "$LLAMA_CPP" -w "$WHEELS" \
       >> "$log" 2>&1 || { tail -n 40 "$log"; echo "building $LLAMA_CPP failed; full log: $log" >&2; exit 1; }
   fi
   "$VENV/bin/python" -m pip install --find-links "$WHEELS" -e ".[local-llm,dev]" >> "$log" 2>&1 ||
