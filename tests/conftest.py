@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fpdf import FPDF
 
@@ -110,6 +111,44 @@ def generator() -> Generator:
     from rag.components import build_generator
 
     return build_generator(load_settings())
+
+
+# llm_server and light_server: the two real servers on loopback, shared by tests/api/ and
+# tests/client/ (here, so each starts once per session whichever directories are run).
+WAITING_BOUND = 48  # server.max_waiting_questions of llm_server
+
+
+@pytest.fixture(scope="session")
+def llm_server(built_index: Settings, embedder: Embedder, generator: Generator) -> Iterator[httpx.Client]:
+    """The real app with the session's real generator and embedder (no second model load), served
+    in this process by uvicorn on loopback, so tests still talk HTTP. Slow tests only."""
+    from api.app import create_app
+    from rag.components import build_components
+    from tests.serving import serving_in_thread
+
+    # More waiting questions than the server's thread pool has threads (40), for the starvation test.
+    # No answer cache: these tests ask the same questions again and need each answer to go through
+    # the gate and the generator (a cached answer would pass the gate tests unseen).
+    overrides = {"server.max_waiting_questions": WAITING_BOUND, "cache.enabled": False}
+    settings = load_settings(index_dir=built_index.index_dir, **overrides)
+    components = build_components(settings, embedder=embedder, generator=generator)
+    with serving_in_thread(create_app(settings, components=components)) as client:
+        health = client.get("/healthz").json()
+        assert health["generator"] == "ready", health  # the given generator, none other loaded
+        yield client
+
+
+@pytest.fixture(scope="session")
+def light_server(built_index: Settings) -> Iterator[httpx.Client]:
+    """`rag serve` as a real process (the smoke test of the command: its tests check health,
+    validation and search over HTTP), whose generator is an OpenAI-compatible endpoint that is
+    not running: it loads in no time. Questions that reach generation get a 502 from it, which
+    one test checks."""
+    from tests.serving import running_server
+
+    env = {"RAG_GENERATOR__BACKEND": "openai", "RAG_GENERATOR__BASE_URL": "http://127.0.0.1:9/v1"}
+    with running_server(built_index.index_dir, env=env) as client:
+        yield client
 
 
 _LOADS = pytest.StashKey[list[str]]()
