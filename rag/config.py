@@ -163,6 +163,13 @@ class GeneratorSettings(Section):
     base_url: str = "http://127.0.0.1:8000/v1"
     api_key: SecretStr | None = None
     timeout_s: float = Field(120.0, gt=0)
+    # backend "openai": attempts per request (1 = no retry) on connect errors, timeouts, 429 and
+    # 5xx; waits start at retry_backoff_s and double (jittered), or follow the server's Retry-After;
+    # no new attempt starts once retry_total_s have passed since the first. A streamed answer is
+    # retried only before its first token.
+    retry_attempts: int = Field(3, ge=1, le=10)
+    retry_backoff_s: float = Field(0.25, ge=0)
+    retry_total_s: float = Field(30.0, ge=0)
     cache_dir: Path = Path.home() / ".cache" / "rag-service"
 
 
@@ -242,6 +249,9 @@ class ServerSettings(Section):
     max_waiting_questions: int = Field(8, ge=0)
     # Seed for the Retry-After estimate (seconds per answer) until real answers have been timed.
     typical_answer_s: float = Field(20.0, gt=0)
+    # Longest an answer may hold the generator (its queue wait not counted); then it is stopped
+    # and answered 504, and the next question in the queue starts.
+    request_timeout_s: float = Field(180.0, gt=0)
     # Keep-alive comment interval of streamed answers, so proxies do not cut a long prompt.
     sse_ping_s: float = Field(15.0, gt=0)
     # How long /healthz trusts its last check of a remote generator.
