@@ -263,6 +263,14 @@ class ServerSettings(Section):
     max_metadata_bytes: int = Field(16 * 1024, ge=2)
     # Finished upload jobs kept in <index>/jobs (GET /v1/jobs); older ones are forgotten.
     keep_jobs: int = Field(200, ge=1)
+    # `rag serve`'s log lines: one JSON object per line (for a log collector) or plain text.
+    log_format: Literal["json", "text"] = "json"
+    # Upper bounds (seconds) of the GET /metrics latency histograms, per route and per answer
+    # stage: from a health check (ms) to a long answer on CPU (generator.timeout_s is 120 s).
+    latency_buckets_s: list[float] = Field(
+        default_factory=lambda: [0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160],
+        min_length=1,
+    )
 
 
 class EvaluateSettings(Section):
