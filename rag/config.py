@@ -225,6 +225,25 @@ class CacheSettings(Section):
     min_similarity: float = Field(0.9, ge=0.0, le=1.0)
 
 
+class ConversationSettings(Section):
+    """Multi-turn questions (rag/conversation.py, POST /v1/chat/completions): a follow-up ("and
+    where is its configuration file?") is rewritten into a standalone question before retrieval."""
+
+    # How: "generator" (one short call with the condense prompt, rag/prompt.py), "concat" (the
+    # previous user message put before the follow-up, no model call) or "none" (the last message
+    # as it is). A history of one message is always concatenated. Chosen by bench/condense.py.
+    condense: Literal["generator", "concat", "none"] = "generator"
+    # Most tokens of the rewritten question; a rewrite cut at this length falls back to "concat".
+    condense_max_tokens: int = Field(64, ge=8, le=512)
+    # The most recent messages before the question that the rewrite sees; older ones are dropped.
+    max_history_messages: int = Field(6, ge=0, le=100)
+    # Tokens of those messages (the generator's own, else about 4 characters each): the oldest
+    # are dropped first and one longer message is cut, so the condense prompt stays short.
+    max_history_tokens: int = Field(600, ge=0, le=8192)
+    # Messages one chat request may hold; more get 400 (the body is also bounded by max_body_kb).
+    max_messages: int = Field(256, ge=1)
+
+
 class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -331,6 +350,7 @@ class Settings(BaseSettings):
     generator: GeneratorSettings = GeneratorSettings()
     grounding: GroundingSettings = GroundingSettings()
     cache: CacheSettings = CacheSettings()
+    conversation: ConversationSettings = ConversationSettings()
     server: ServerSettings = ServerSettings()
     evaluate: EvaluateSettings = EvaluateSettings()
     metrics: MetricsSettings = MetricsSettings()
