@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -196,3 +197,183 @@ def test_connection_refused_names_url_and_fix() -> None:
         message = str(info.value)
         assert f"Cannot connect to {url}/chat/completions" in message
         assert "RAG_GENERATOR__BASE_URL" in message
+
+
+# ---------------------------------------------------------------------------------------- retries
+# A second stand-in server that fails on purpose: the model name says how ("<kind>-<failures>-<id>":
+# the first <failures> requests of that name fail, the next ones answer), and it counts the
+# requests each name received, so a test sees exactly how many attempts our client made.
+
+
+def _flaky_app(arrivals: dict[str, list[float]]) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Response:
+        body = await request.json()
+        name = body["model"]
+        arrivals.setdefault(name, []).append(time.monotonic())
+        kind, failures, _ = name.split("-", 2)
+        if len(arrivals[name]) <= int(failures):
+            return _failure(kind)
+        if kind == "midstream":  # the first token, then the connection drops: never retried
+            return StreamingResponse(_dropped_after_first_token(), media_type="text/event-stream")
+        if body.get("stream"):
+            return StreamingResponse(_sse(body), media_type="text/event-stream")
+        return JSONResponse(_completion(body))
+
+    return app
+
+
+def _failure(kind: str) -> Response:
+    if kind == "ratelimited":
+        return JSONResponse(
+            {"error": {"message": "slow down"}}, status_code=429, headers={"Retry-After": "1"}
+        )
+    if kind == "waitlong":
+        return JSONResponse(
+            {"error": {"message": "slow down"}}, status_code=429, headers={"Retry-After": "60"}
+        )
+    if kind == "badrequest":
+        return JSONResponse({"error": {"message": "bad max_tokens"}}, status_code=400)
+    return PlainTextResponse("overloaded", status_code=503)
+
+
+async def _dropped_after_first_token() -> AsyncIterator[str]:
+    yield f"data: {json.dumps({'choices': [{'index': 0, 'delta': {'content': PIECES[0]}}]})}\n\n"
+    raise RuntimeError("engine died mid-answer")  # uvicorn drops the connection mid-body
+
+
+@pytest.fixture(scope="module")
+def flaky() -> Iterator[tuple[str, dict[str, list[float]]]]:
+    arrivals: dict[str, list[float]] = {}
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(_flaky_app(arrivals), log_level="critical", lifespan="off")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert srv.started, "flaky test server did not start"
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1", arrivals
+    srv.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+_names = iter(range(10**6))
+
+
+def _name(kind: str, failures: int) -> str:
+    return f"{kind}-{failures}-{next(_names)}"
+
+
+def _retrying(base_url: str, model: str, **extra: Any) -> OpenAIGenerator:
+    settings = {"retry_attempts": 3, "retry_backoff_s": 0.05, "retry_total_s": 10.0} | extra
+    return _gen(base_url, model=model, **settings)
+
+
+@pytest.mark.parametrize("call", ["generate", "stream"])
+def test_503s_are_retried_until_the_server_answers(flaky: tuple[str, dict], call: str) -> None:
+    base_url, arrivals = flaky
+    model = _name("overloaded", 2)
+    gen = _retrying(base_url, model)
+    if call == "generate":
+        assert gen.generate(MESSAGES, GenerationParams()).text == "".join(PIECES)
+    else:
+        assert list(gen.stream(MESSAGES, GenerationParams())) == PIECES
+    assert len(arrivals[model]) == 3
+
+
+def test_attempts_are_bounded_and_the_error_says_how_many(flaky: tuple[str, dict]) -> None:
+    base_url, arrivals = flaky
+    model = _name("overloaded", 99)
+    with pytest.raises(GenerationError, match=r"HTTP 503 \(gave up after 3 attempts in .*retry_attempts"):
+        _retrying(base_url, model).generate(MESSAGES, GenerationParams())
+    assert len(arrivals[model]) == 3
+
+
+def test_429_waits_as_long_as_retry_after_says(flaky: tuple[str, dict]) -> None:
+    base_url, arrivals = flaky
+    model = _name("ratelimited", 1)
+    assert _retrying(base_url, model).generate(MESSAGES, GenerationParams()).text
+    first, second = arrivals[model]
+    assert second - first >= 0.95  # Retry-After: 1, not the 0.05 s backoff
+
+
+def test_a_retry_after_beyond_the_time_budget_gives_up_at_once(flaky: tuple[str, dict]) -> None:
+    base_url, arrivals = flaky
+    model = _name("waitlong", 1)
+    t0 = time.monotonic()
+    with pytest.raises(GenerationError, match=r"HTTP 429.*rate-limiting"):
+        _retrying(base_url, model, retry_total_s=5.0).generate(MESSAGES, GenerationParams())
+    assert time.monotonic() - t0 < 3.0 and len(arrivals[model]) == 1
+
+
+@pytest.mark.parametrize("extra", [{}, {"retry_attempts": 1}])
+def test_client_errors_and_one_attempt_settings_are_not_retried(flaky: tuple[str, dict], extra: dict) -> None:
+    base_url, arrivals = flaky
+    kind = "badrequest" if not extra else "overloaded"
+    model = _name(kind, 1)
+    with pytest.raises(GenerationError, match=r"HTTP (400|503): ") as info:
+        _retrying(base_url, model, **extra).generate(MESSAGES, GenerationParams())
+    assert "gave up" not in str(info.value)
+    assert len(arrivals[model]) == 1
+
+
+def test_a_stream_is_not_retried_after_its_first_token(flaky: tuple[str, dict]) -> None:
+    base_url, arrivals = flaky
+    model = _name("midstream", 0)
+    got: list[str] = []
+    with pytest.raises(GenerationError, match="failed"):
+        for piece in _retrying(base_url, model).stream(MESSAGES, GenerationParams()):
+            got.append(piece)
+    assert got == PIECES[:1]  # the client saw the first token, so no second attempt repeats it
+    assert len(arrivals[model]) == 1
+
+
+class _ResettingServer:
+    """A raw HTTP/1.1 server on loopback that resets (TCP RST) its first ``resets`` connections
+    and answers the next ones with a completion: what a crashing or restarting engine looks like
+    on the wire, which uvicorn cannot be made to do."""
+
+    def __init__(self, resets: int) -> None:
+        self.resets = resets
+        self.connections = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return  # closed by the test
+            self.connections += 1
+            with conn:
+                request = conn.recv(65536)
+                if self.connections <= self.resets:
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    continue  # closing with linger 0 sends RST
+                assert request.startswith(b"POST /v1/chat/completions")
+                payload = json.dumps(_completion({"model": "m"})).encode()
+                head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}"
+                conn.sendall(head.encode() + b"\r\nConnection: close\r\n\r\n" + payload)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_connection_resets_are_retried() -> None:
+    server = _ResettingServer(resets=2)
+    try:
+        result = _retrying(server.url, "m").generate(MESSAGES, GenerationParams())
+    finally:
+        server.close()
+    assert result.text == "".join(PIECES)
+    assert server.connections == 3
