@@ -16,7 +16,8 @@ from fastapi.openapi.utils import get_openapi
 from api import errors
 from api.jobs import JobManager
 from api.limits import BodyLimit
-from api.routes import documents, evaluate, health, index, jobs, query, search
+from api.observability import ObservedApp, ServiceMetrics
+from api.routes import documents, evaluate, health, index, jobs, metrics, query, search
 from api.schemas import ErrorBody, ValidationErrorBody
 from api.state import AppState
 from rag.components import Components
@@ -35,11 +36,14 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.rag = AppState.start(settings, components)
+        app.state.rag.metrics = service_metrics
         app.state.jobs = JobManager(settings, app.state.rag.store, lambda: make_embedder(settings.embedding))
         yield
         app.state.jobs.close()
 
-    app = FastAPI(
+    service_metrics = ServiceMetrics(settings.server.latency_buckets_s)  # this app's registry
+    app = ObservedApp(
+        service_metrics,
         title="RAG service",
         version="0.1.0",
         description="Grounded answers with citations over your documents; refusals when they do not say.",
@@ -54,7 +58,7 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
 
     app.add_middleware(BodyLimit, limit_for=body_limit)
     routers = (query.router, search.router, evaluate.router, documents.router, jobs.router, index.router)
-    for router in (*routers, health.router):
+    for router in (*routers, health.router, metrics.router):
         app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

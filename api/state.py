@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from api.gate import GenerationGate
+from api.observability import ServiceMetrics
 from rag.components import Components, build_components, build_generator
 from rag.config import Settings
 from rag.pipeline import Pipeline
@@ -28,6 +29,7 @@ class AppState:
     pipeline: Pipeline
     gate: GenerationGate
     generator_status: str = "loading"
+    metrics: ServiceMetrics | None = field(default=None, repr=False)  # the app's; set by create_app
     _thread: threading.Thread | None = field(default=None, repr=False)
     _checked: tuple[float, str | None] = (float("-inf"), None)  # (when, problem) of the last check
 

@@ -1,0 +1,32 @@
+"""GET /metrics: the server's Prometheus metrics (api/observability.py), for a scraper.
+
+Open like /healthz: counts and timings only, no document text, question or key.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from api.observability import PROMETHEUS_CONTENT_TYPE, ObservedApp
+
+router = APIRouter(tags=["health"])
+
+
+class PrometheusText(Response):
+    media_type = PROMETHEUS_CONTENT_TYPE
+
+
+@router.get(
+    "/metrics",
+    response_class=PrometheusText,
+    responses={200: {"content": {PROMETHEUS_CONTENT_TYPE: {"schema": {"type": "string"}}}}},
+    summary="Prometheus metrics (text format 0.0.4)",
+)
+def metrics(request: Request) -> PrometheusText:
+    """Request counts and latency per route, answer stage latency, refusals by reason class,
+    tokens, answer-cache hits, the generation queue and the index version (docs/operations.md)."""
+    # A sync route (run in a worker thread): reading the index version may touch the disk.
+    app = request.app
+    if not isinstance(app, ObservedApp):
+        raise TypeError("GET /metrics needs the app from api.app.create_app (an ObservedApp)")
+    return PrometheusText(app.metrics.render())
