@@ -45,3 +45,21 @@ def build_relevance_messages(question: str, passage: str) -> list[Message]:
     passage and the yes/no instruction."""
     user = f"Question: {question}\n\nPassage:\n{passage}\n\n{RELEVANCE_INSTRUCTION}"
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+# The condense prompt of multi-turn questions (rag.conversation): a follow-up rewritten into a
+# standalone question before retrieval. Like the relevance question, it is sent under the answer's
+# own system prompt, so llama.cpp keeps that prefix's state for the answer that follows; the
+# instruction comes last, after the conversation. Measured by bench/condense.py.
+CONDENSE_INSTRUCTION = (
+    "Rewrite the follow-up question as one standalone question that names what it refers to, "
+    "using the conversation above. Do not answer it. Reply with the rewritten question only."
+)
+
+
+def build_condense_messages(question: str, history: Sequence[Message]) -> list[Message]:
+    """The answer's system prompt, then the conversation (oldest first), the follow-up and the
+    instruction to rewrite it."""
+    turns = "\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in history)
+    user = f"Conversation:\n{turns}\n\nFollow-up question: {question}\n\n{CONDENSE_INSTRUCTION}"
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
