@@ -21,6 +21,7 @@ from api.cancel import ClientDisconnected, raise_if_cancelled, run_cancellable
 from api.deps import State, require_generator
 from api.errors import error_body, status_of
 from api.gate import QueueFull
+from api.observability import record_answer
 from api.schemas import ErrorBody, QueryRequest, QueryResponse, question_over_limit
 from api.state import AppState
 from rag.index.filters import SearchFilter
@@ -77,6 +78,7 @@ async def query(body: QueryRequest, state: State, request: Request) -> QueryResp
             answer = await run_cancellable(request, lambda cancel: _answer(state, body, cancel))
     except QueueFull as exc:
         raise _busy(exc) from None
+    record_answer(state, answer)
     return QueryResponse.from_answer(answer)
 
 
@@ -126,6 +128,7 @@ async def _events(state: AppState, body: QueryRequest) -> AsyncIterator[ServerSe
             try:
                 while (item := await anyio.to_thread.run_sync(next, stream, _END)) is not _END:
                     if isinstance(item, Answer):
+                        record_answer(state, item)
                         yield ServerSentEvent(
                             QueryResponse.from_answer(item).model_dump_json(), event="answer"
                         )
