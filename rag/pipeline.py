@@ -4,6 +4,12 @@ generate -> ground -> cite.
 Everything that decides what the user sees (refusal, citations) happens here in code; the model
 only drafts the answer text. A cached answer (rag.cache) is served only for the same index
 version, filters, depth and generation settings.
+
+Grounding runs sentence by sentence while the model writes (rag.grounding.streaming), so
+``checked_stream`` can hand out each sentence as soon as it is complete and supported. Every path
+(``answer``, ``answer_stream``, ``checked_stream``) produces the same final Answer: unsupported
+sentences are withheld from it, and when it is not refused its text is exactly its checked
+sentences joined.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 from rag.cache import AnswerCache, CacheScope
 from rag.config import Settings
 from rag.context import Passage, approximate_tokens, pack
-from rag.grounding.answer import GroundedAnswer, ground_answer
+from rag.grounding.answer import GroundedAnswer
+from rag.grounding.streaming import SentenceChecker, ShownSentence
 from rag.index.filters import SearchFilter
 from rag.prompt import build_messages
 from rag.protocols import (
@@ -47,6 +54,18 @@ class Citation:
     hit: ScoredChunk
 
 
+@dataclass(frozen=True)
+class CheckedSentence:
+    """A sentence of the answer that the support judge accepted, ready to show.
+
+    ``text`` begins with what separates it from the previous shown sentence (a space, a line
+    break and a list bullet; nothing for the first), so a consumer appends the texts as they come
+    and the result is the final ``Answer.answer`` (unless that turns out to be a refusal)."""
+
+    text: str  # as shown, with its [n] markers (the grounded form)
+    citations: list[Citation]  # the chunks its markers refer to
+
+
 @dataclass
 class Answer:
     question: str
@@ -62,6 +81,8 @@ class Answer:
     index_version: int | None = None  # the committed index version the contexts came from
     passages: list[Passage] = field(default_factory=list)  # what the model was shown
     cached: str | None = None  # "exact" / "similar" when served from the answer cache
+    # The checked sentences ``answer`` is made of, in order (empty for a refusal).
+    sentences: list[CheckedSentence] = field(default_factory=list)
 
 
 class Pipeline:
@@ -170,10 +191,44 @@ class Pipeline:
         use_cache: bool = True,
         mode: str | None = None,
     ) -> Iterator[str | Answer]:
-        """Yields draft text pieces as the model writes them, then the final, grounded Answer.
+        """Yields draft text pieces as the model writes them (UNCHECKED: they may contain what
+        grounding withholds, or end in a refusal), then the final, grounded Answer.
 
         ``params`` overrides the configured sampling settings for this answer; ``use_cache=False``
         neither reads nor writes the answer cache."""
+        run = self._run(question, top_k, filters=filters, params=params, use_cache=use_cache, mode=mode)
+        with closing(run) as items:  # closing this stream closes the model's at once
+            yield from (item for item in items if not isinstance(item, CheckedSentence))
+
+    def checked_stream(
+        self,
+        question: str,
+        top_k: int | None = None,
+        *,
+        filters: SearchFilter | None = None,
+        params: GenerationParams | None = None,
+        use_cache: bool = True,
+        mode: str | None = None,
+    ) -> Iterator[CheckedSentence | Answer]:
+        """Checked sentences as soon as each is complete and supported, then the final Answer
+        (which may be a refusal: then the consumer shows the refusal message instead of the
+        sentences it showed). An unsupported sentence is withheld, never yielded; a cached answer
+        yields its sentences at once. Parameters as ``answer_stream``."""
+        run = self._run(question, top_k, filters=filters, params=params, use_cache=use_cache, mode=mode)
+        with closing(run) as items:
+            yield from (item for item in items if not isinstance(item, str))
+
+    def _run(
+        self,
+        question: str,
+        top_k: int | None,
+        *,
+        filters: SearchFilter | None,
+        params: GenerationParams | None,
+        use_cache: bool,
+        mode: str | None,
+    ) -> Iterator[str | CheckedSentence | Answer]:
+        """Draft pieces and checked sentences interleaved as they happen, then the Answer."""
         t0 = time.perf_counter()
         k = top_k or self.settings.retrieval.top_k
         retrieved = self.retrieve(question, k, filters=filters, mode=mode)
@@ -193,6 +248,7 @@ class Pipeline:
         cache = self.cache if use_cache else None
         hit = cache.get(question, scope) if cache is not None else None
         if hit is not None:
+            yield from _sentences_of(hit.value)
             yield replace(
                 hit.value, question=question, cached=hit.kind, timings=timings | {"generate_ms": 0.0}
             )
@@ -209,8 +265,9 @@ class Pipeline:
         version: int | None,
         timings: dict[str, float],
         params: GenerationParams,
-    ) -> Generator_[str, None, Answer]:
-        """Pack, generate (yielding pieces), ground; returns the Answer (``yield from``'s value)."""
+    ) -> Generator_[str | CheckedSentence, None, Answer]:
+        """Pack, generate (yielding pieces) while grounding sentence by sentence (yielding each
+        checked one); returns the Answer (``yield from``'s value)."""
         generator = self.generator
         assert generator is not None
         judge = self._judge_for(generator)
@@ -218,19 +275,31 @@ class Pipeline:
         counter = generator.count_tokens if isinstance(generator, TokenCounter) else approximate_tokens
         passages = pack(question, hits, self.settings.generator.context_tokens, counter)
         messages = build_messages(question, passages)
-        pieces: list[str] = []
+        # The judge sees exactly the passages the prompt had. A judge that runs on this generator
+        # (the LLM judge) cannot run between its tokens: it judges once the draft is complete.
+        checker = SentenceChecker(
+            [p.text for p in passages],
+            judge,
+            self.settings.grounding,
+            defer=getattr(judge, "generator", None) is generator,
+        )
+        shown: list[CheckedSentence] = []
         # closing(): when our consumer closes this stream, the generator's own stream is closed
         # at once (which stops the model), not whenever it is garbage-collected.
         with closing(generator.stream(messages, params)) as stream:
             for piece in stream:
-                pieces.append(piece)
                 yield piece
-        draft = "".join(pieces)
-        timings["generate_ms"] = _ms(t1)
+                for sentence in checker.feed(piece):
+                    shown.append(_checked(sentence, passages))
+                    yield shown[-1]
+        timings["generate_ms"] = round(_ms(t1) - checker.seconds * 1000, 1)
         usage = _usage(generator)
-        t2 = time.perf_counter()
-        grounded = ground_answer(draft, [p.text for p in passages], judge, self.settings.grounding)
-        timings["ground_ms"] = _ms(t2)
+        checked = checker.finish()
+        for sentence in checked.shown:
+            shown.append(_checked(sentence, passages))
+            yield shown[-1]
+        timings["ground_ms"] = round(checker.seconds * 1000, 1)
+        grounded = checked.grounded
         cited = [] if grounded.refused else [Citation(n, passages[n - 1].hit) for n in grounded.cited]
         return Answer(
             question,
@@ -241,10 +310,11 @@ class Pipeline:
             [p.hit for p in passages],
             timings,
             usage=usage,
-            draft=draft,
+            draft=checker.text,
             grounding=grounded,
             index_version=version,
             passages=passages,
+            sentences=[] if grounded.refused else shown,
         )
 
     def _scope(
@@ -331,6 +401,19 @@ class Pipeline:
         timings["generate_ms"] = 0.0
         msg = self.settings.grounding.refusal_message
         return Answer(question, msg, True, reason, [], hits, timings, index_version=version)
+
+
+def _checked(sentence: ShownSentence, passages: list[Passage]) -> CheckedSentence:
+    """A checked sentence with its markers' numbers turned into citations of the passages."""
+    return CheckedSentence(sentence.text, [Citation(n, passages[n - 1].hit) for n in sentence.cited])
+
+
+def _sentences_of(answer: Answer) -> list[CheckedSentence]:
+    """What a cached answer shows at once: its sentences (an answer cached before it kept them
+    is shown whole, with all its citations)."""
+    if answer.refused:
+        return []
+    return answer.sentences or [CheckedSentence(answer.answer, list(answer.citations))]
 
 
 def _usage(generator: Generator) -> dict[str, float]:

@@ -77,11 +77,20 @@ def ground_answer(
     answer: str, contexts: Sequence[str], judge: SupportJudge, settings: GroundingSettings
 ) -> GroundedAnswer:
     text = answer.strip()
-    if not text:
-        return _refuse(settings, "the model returned an empty answer")
-    if is_refusal(text):
-        return _refuse(settings, "the model said the documents do not contain the answer")
-    verdicts = _verdicts(text, contexts, judge)
+    early = _refusal_before_judging(text, settings)
+    if early is not None:
+        return early
+    return decide(text, judge_sentences(split_sentences(text), contexts, judge), settings)
+
+
+def decide(text: str, verdicts: list[AnswerSentence], settings: GroundingSettings) -> GroundedAnswer:
+    """The refusal decision and the shown text, from verdicts already given: ``ground_answer``'s
+    second half, also used by the sentence-by-sentence checker (rag.grounding.streaming), which
+    judges each sentence as soon as it is written."""
+    text = text.strip()
+    early = _refusal_before_judging(text, settings)
+    if early is not None:
+        return early
     total = sum(v.weight for v in verdicts)
     if total == 0:
         return _refuse(settings, "the answer makes no checkable statement", verdicts=verdicts)
@@ -92,8 +101,18 @@ def ground_answer(
     return GroundedAnswer(_with_markers(text, verdicts), False, "supported", fraction, verdicts)
 
 
-def _verdicts(text: str, contexts: Sequence[str], judge: SupportJudge) -> list[AnswerSentence]:
-    sentences = split_sentences(text)
+def _refusal_before_judging(text: str, settings: GroundingSettings) -> GroundedAnswer | None:
+    if not text:
+        return _refuse(settings, "the model returned an empty answer")
+    if is_refusal(text):
+        return _refuse(settings, "the model said the documents do not contain the answer")
+    return None
+
+
+def judge_sentences(
+    sentences: Sequence[str], contexts: Sequence[str], judge: SupportJudge
+) -> list[AnswerSentence]:
+    """Each sentence (as written, markers included) judged, with the markers it may keep."""
     plain = [strip_markers(s).strip() for s in sentences]
     supports = _judge_many(judge, plain, contexts)
     backed = _backed_markers(sentences, plain, supports, contexts, judge)
@@ -151,14 +170,20 @@ def _with_markers(text: str, verdicts: list[AnswerSentence]) -> str:
         start = text.find(v.raw, cursor)
         if start < 0:  # split_sentences returns substrings; keep the text as is otherwise
             continue
-        body = v.text.rstrip()
-        tail = body[-1] if body and body[-1] in ".!?:" else ""
-        body = body[: len(body) - len(tail)]
-        refs = "".join(f" [{n}]" for n in v.cited)
-        out.append(text[cursor:start] + f"{body}{refs}{tail}")
+        out.append(text[cursor:start] + with_markers(v))
         cursor = start + len(v.raw)
     out.append(text[cursor:])
     return "".join(out).strip()
+
+
+def with_markers(v: AnswerSentence) -> str:
+    """One sentence as shown: its text without the model's markers, then the kept ones, before
+    the final punctuation ("... port 7341 [2].")."""
+    body = v.text.rstrip()
+    tail = body[-1] if body and body[-1] in ".!?:" else ""
+    body = body[: len(body) - len(tail)]
+    refs = "".join(f" [{n}]" for n in v.cited)
+    return f"{body}{refs}{tail}"
 
 
 def _refuse(
