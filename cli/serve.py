@@ -21,15 +21,19 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from api.observability import logging_config
 
     cfg = settings(config, index_dir=index, **{"server.host": host, "server.port": port})
     server = cfg.server
     # After SIGTERM, requests still running after graceful_shutdown_s are cancelled (and their
     # worker threads told to stop, api/cancel.py) instead of being waited for indefinitely.
+    # Logs: server.log_format, with the request id; the app writes the access lines itself.
     uvicorn.run(
         create_app(cfg),
         host=server.host,
         port=server.port,
+        log_config=logging_config(server.log_format),
         log_level="info",
+        access_log=False,
         timeout_graceful_shutdown=server.graceful_shutdown_s,
     )
