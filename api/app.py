@@ -17,7 +17,7 @@ from api import errors
 from api.jobs import JobManager
 from api.limits import BodyLimit
 from api.observability import ObservedApp, ServiceMetrics
-from api.routes import documents, evaluate, health, index, jobs, metrics, query, search
+from api.routes import chat, documents, evaluate, health, index, jobs, metrics, query, search
 from api.schemas import ErrorBody, ValidationErrorBody
 from api.state import AppState
 from rag.components import Components
@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
     routers = (query.router, search.router, evaluate.router, documents.router, jobs.router, index.router)
     for router in (*routers, health.router, metrics.router):
         app.include_router(router)
+    app.include_router(chat.router)  # the OpenAI-compatible API (its own error shape)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -86,6 +87,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 "413", _error_response("The body is over the route's size limit.", ErrorBody)
             )
         responses.setdefault("500", _error_response("Unexpected server error (logged).", ErrorBody))
+    chat.document_errors(schema)
     app.openapi_schema = schema
     return schema
 

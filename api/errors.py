@@ -1,6 +1,11 @@
 """Translate errors into HTTP status codes with one JSON body shape, ``{"error", "detail"?}``, for
 every status, 500 included (an unexpected exception is logged with its traceback and answered with
-a JSON body that says so, never with plain text)."""
+a JSON body that says so, never with plain text).
+
+The OpenAI-compatible routes (``/v1/chat/...``, ``/v1/models``) answer in OpenAI's error shape
+instead, ``{"error": {"message", "type", "param", "code"}}``, and an invalid body there is a 400
+(OpenAI's status for it), so OpenAI's SDKs raise their own exceptions (BadRequestError,
+NotFoundError, RateLimitError)."""
 
 from __future__ import annotations
 
@@ -38,6 +43,42 @@ STATUS: dict[type[RagError], int] = {
     UnsupportedModeError: 422,
 }
 INTERNAL = "internal server error; the server log has the details"
+OPENAI_PREFIXES = ("/v1/chat/", "/v1/models")  # routes whose errors have OpenAI's shape
+# OpenAI's error ``type`` per status; other 4xx are invalid_request_error, 5xx server_error.
+OPENAI_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+}
+
+
+class FieldError(HTTPException):
+    """An HTTP error naming the request field at fault and a short code; OpenAI-shaped bodies
+    carry them as ``param`` and ``code``, the usual body has the message only."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(status, message, headers=headers)
+        self.param, self.code = param, code
+
+
+def openai_shaped(path: str) -> bool:
+    """Whether errors on ``path`` are answered in OpenAI's shape."""
+    return path.startswith(OPENAI_PREFIXES)
+
+
+def openai_error(status: int, message: str, param: str | None = None, code: str | None = None) -> dict:
+    """OpenAI's error body: ``{"error": {"message", "type", "param", "code"}}``."""
+    kind = OPENAI_TYPES.get(status) or ("server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def status_of(exc: BaseException) -> int:
@@ -59,32 +100,52 @@ def error_body(exc: BaseException) -> str:
 
 
 def error_response(
-    status: int, message: str, detail: object = None, headers: dict | None = None
+    status: int,
+    message: str,
+    detail: object = None,
+    headers: dict | None = None,
+    *,
+    path: str = "",
+    param: str | None = None,
+    code: str | None = None,
 ) -> JSONResponse:
+    """The error body for a request to ``path``: OpenAI's shape on its routes, else ours."""
+    if openai_shaped(path):
+        return JSONResponse(openai_error(status, message, param, code), status_code=status, headers=headers)
     body = {"error": message} | ({"detail": detail} if detail is not None else {})
     return JSONResponse(body, status_code=status, headers=headers)
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(RagError)
-    async def _rag_error(_: Request, exc: RagError) -> JSONResponse:
-        return error_response(status_of(exc), error_body(exc))
+    async def _rag_error(request: Request, exc: RagError) -> JSONResponse:
+        return error_response(status_of(exc), error_body(exc), path=request.url.path)
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        return error_response(
+            exc.status_code,
+            str(exc.detail),
+            headers=getattr(exc, "headers", None),
+            path=request.url.path,
+            param=getattr(exc, "param", None),
+            code=getattr(exc, "code", None),
+        )
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [
             {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "problem": e["msg"]}
             for e in exc.errors()
         ]
         summary = "; ".join(f"{p['field'] or 'body'}: {p['problem']}" for p in problems)
-        return error_response(422, f"invalid request: {summary}", problems)
+        path = request.url.path
+        status = 400 if openai_shaped(path) else 422
+        param = (problems[0]["field"] or None) if problems else None
+        return error_response(status, f"invalid request: {summary}", problems, path=path, param=param)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Starlette's ServerErrorMiddleware calls this for any exception no other handler took.
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(500, INTERNAL)
+        return error_response(500, INTERNAL, path=request.url.path)

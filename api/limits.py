@@ -78,5 +78,7 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, seen: int, limit: 
         f"request body is {seen} bytes or more; the limit for {scope['path']} is {limit} bytes "
         f"({limit / 1024:g} KiB: server.max_body_kb, or server.max_evaluate_body_kb for /v1/evaluate)",
         headers={"Connection": "close"},
+        path=scope["path"],
+        code="request_too_large",
     )
     await response(scope, receive, send)
