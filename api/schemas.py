@@ -12,7 +12,7 @@ from pydantic.json_schema import SkipJsonSchema
 from api.public_ids import UPLOAD_PREFIX, public_id
 from rag.config import ServerSettings
 from rag.index.filters import SearchFilter
-from rag.pipeline import Answer
+from rag.pipeline import Answer, CheckedSentence
 from rag.pipeline import Citation as AnswerCitation
 from rag.protocols import GenerationParams
 from rag.types import ScoredChunk
@@ -116,10 +116,24 @@ class QueryRequest(RequestModel):
     filters: Filters | None = Field(None, description="Restrict retrieval to matching documents.")
     stream: bool = Field(
         False,
-        description="Stream as server-sent events: `token` events with draft text as the model writes "
-        "it, then one `answer` event with the grounded QueryResponse (which may be a refusal); "
-        "a failure is an `error` event carrying the JSON error body and its `status`.",
+        description="Stream as server-sent events: a `sentence` event for each sentence of the answer "
+        "as soon as it is complete and the support judge accepted it (unsupported ones are "
+        "withheld; appending the texts gives the answer), then one `answer` event with the "
+        "QueryResponse, which may still be a refusal (then show its message instead); a failure is "
+        "an `error` event carrying the JSON error body and its `status`.",
     )
+    stream_draft: bool = Field(
+        False,
+        description="With `stream: true`: stream the model's UNCHECKED draft as `token` events "
+        "instead of `sentence` events (it may hold what grounding withholds, or end in a refusal); "
+        "the `answer` event is the same.",
+    )
+
+    @model_validator(mode="after")
+    def _draft_needs_stream(self) -> QueryRequest:
+        if self.stream_draft and not self.stream:
+            raise ValueError("stream_draft needs stream: true; send both, or neither")
+        return self
 
 
 class SearchRequest(RequestModel):
@@ -202,6 +216,20 @@ class Citation(BaseModel):
     @classmethod
     def of(cls, citation: AnswerCitation) -> Citation:
         return cls(n=citation.n, **hit_fields(citation.hit))
+
+
+class SentenceEvent(BaseModel):
+    """The data of a `sentence` event: one checked sentence of the answer."""
+
+    text: str = Field(
+        description="The sentence with its [n] markers, starting with what separates it from the "
+        "previous one (a space, a line break, a list bullet; nothing for the first)."
+    )
+    citations: list[Citation] = Field(description="The chunks its [n] markers refer to.")
+
+    @classmethod
+    def of(cls, sentence: CheckedSentence) -> SentenceEvent:
+        return cls(text=sentence.text, citations=[Citation.of(c) for c in sentence.citations])
 
 
 class Timings(BaseModel):

@@ -196,7 +196,7 @@ class Pipeline:
 
         ``params`` overrides the configured sampling settings for this answer; ``use_cache=False``
         neither reads nor writes the answer cache."""
-        run = self._run(question, top_k, filters=filters, params=params, use_cache=use_cache, mode=mode)
+        run = self.events(question, top_k, filters=filters, params=params, use_cache=use_cache, mode=mode)
         with closing(run) as items:  # closing this stream closes the model's at once
             yield from (item for item in items if not isinstance(item, CheckedSentence))
 
@@ -214,21 +214,26 @@ class Pipeline:
         (which may be a refusal: then the consumer shows the refusal message instead of the
         sentences it showed). An unsupported sentence is withheld, never yielded; a cached answer
         yields its sentences at once. Parameters as ``answer_stream``."""
-        run = self._run(question, top_k, filters=filters, params=params, use_cache=use_cache, mode=mode)
+        run = self.events(question, top_k, filters=filters, params=params, use_cache=use_cache, mode=mode)
         with closing(run) as items:
             yield from (item for item in items if not isinstance(item, str))
 
-    def _run(
+    def events(
         self,
         question: str,
-        top_k: int | None,
+        top_k: int | None = None,
         *,
-        filters: SearchFilter | None,
-        params: GenerationParams | None,
-        use_cache: bool,
-        mode: str | None,
+        filters: SearchFilter | None = None,
+        params: GenerationParams | None = None,
+        use_cache: bool = True,
+        mode: str | None = None,
     ) -> Iterator[str | CheckedSentence | Answer]:
-        """Draft pieces and checked sentences interleaved as they happen, then the Answer."""
+        """Everything as it happens: draft pieces (``str``, UNCHECKED), each checked sentence
+        right after the piece that completed it, then the Answer.
+
+        For a consumer that must act between tokens although it shows only checked sentences:
+        ``checked_stream`` hands out nothing between two sentences, so a server that stops the
+        model when its client leaves should iterate this and skip the ``str`` items."""
         t0 = time.perf_counter()
         k = top_k or self.settings.retrieval.top_k
         retrieved = self.retrieve(question, k, filters=filters, mode=mode)

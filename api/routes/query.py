@@ -4,6 +4,10 @@ The route is ``async``: a question waits for the generator in the event loop (``
 holding no worker thread, and the answer is computed in one worker thread. A client that goes
 away (a closed stream, or a dropped connection while waiting) stops its generation and frees the
 generator for the next question.
+
+A stream shows only checked text: a `sentence` event for each sentence the support judge accepted,
+as soon as it is complete (Pipeline.checked_stream's rules), then the `answer` event. The model's
+unchecked draft is streamed (`token` events) only when the request asks for it (`stream_draft`).
 """
 
 from __future__ import annotations
@@ -22,10 +26,10 @@ from api.deps import State, require_generator
 from api.errors import error_body, status_of
 from api.gate import QueueFull
 from api.observability import record_answer
-from api.schemas import ErrorBody, QueryRequest, QueryResponse, question_over_limit
+from api.schemas import ErrorBody, QueryRequest, QueryResponse, SentenceEvent, question_over_limit
 from api.state import AppState
 from rag.index.filters import SearchFilter
-from rag.pipeline import Answer
+from rag.pipeline import Answer, CheckedSentence
 
 log = logging.getLogger("rag.api.query")
 router = APIRouter(tags=["answers"])
@@ -50,8 +54,10 @@ _END = object()  # what next() returns from a finished answer stream
         **RESPONSES,
         200: {
             "content": {"text/event-stream": {}},
-            "description": "The answer (JSON), or with `stream: true` server-sent events: `token`, "
-            "then `answer`, or `error` with the JSON error body.",
+            "description": "The answer (JSON), or with `stream: true` server-sent events: a "
+            "`sentence` event per checked sentence (SentenceEvent), then `answer` (QueryResponse), "
+            "or `error` with the JSON error body; `token` events (unchecked draft) only with "
+            "`stream_draft: true`.",
         },
     },
     summary="Answer a question from the indexed documents",
@@ -90,10 +96,12 @@ def _filters(body: QueryRequest) -> SearchFilter | None:
     return body.filters.to_filter() if body.filters else None
 
 
-def _stream(state: AppState, body: QueryRequest) -> Iterator[str | Answer]:
+def _stream(state: AppState, body: QueryRequest) -> Iterator[str | CheckedSentence | Answer]:
+    """Draft pieces, checked sentences and the Answer, as they happen (Pipeline.events): the
+    callers stop between any two of them, so a departed client stops the model within a token."""
     pipeline = state.pipeline
     params = body.generation.apply(pipeline.default_params()) if body.generation else None
-    return pipeline.answer_stream(
+    return pipeline.events(
         body.question,
         body.top_k,
         filters=_filters(body),
@@ -117,23 +125,21 @@ def _answer(state: AppState, body: QueryRequest, cancel: threading.Event) -> Ans
 
 
 async def _events(state: AppState, body: QueryRequest) -> AsyncIterator[ServerSentEvent]:
-    """`token` events, then one `answer` event; any error becomes an `error` event.
+    """`sentence` events (or `token` events with ``stream_draft``), then one `answer` event; any
+    error becomes an `error` event.
 
     sse-starlette cancels this generator when the client disconnects; the ``finally`` then closes
-    the answer stream (shielded from that cancellation) before the generator is released.
+    the answer stream (shielded from that cancellation) before the generator is released. Items
+    are fetched one at a time (a token at most), so that happens within a token.
     """
     try:
         async with state.gate.slot():
             stream = _stream(state, body)
             try:
                 while (item := await anyio.to_thread.run_sync(next, stream, _END)) is not _END:
-                    if isinstance(item, Answer):
-                        record_answer(state, item)
-                        yield ServerSentEvent(
-                            QueryResponse.from_answer(item).model_dump_json(), event="answer"
-                        )
-                    else:
-                        yield ServerSentEvent(json.dumps({"text": item}), event="token")
+                    event = _event(item, body.stream_draft)
+                    if event is not None:
+                        yield event
             finally:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(stream.close)
@@ -144,6 +150,16 @@ async def _events(state: AppState, body: QueryRequest) -> AsyncIterator[ServerSe
         if status >= 500 and status not in (502, 503):
             log.exception("streamed answer failed")
         yield _error_event(status, error_body(exc))
+
+
+def _event(item: str | CheckedSentence | Answer, draft: bool) -> ServerSentEvent | None:
+    """The event an item of the answer stream becomes; None for what this stream does not show
+    (draft pieces unless asked for, checked sentences when the draft is streamed instead)."""
+    if isinstance(item, Answer):
+        return ServerSentEvent(QueryResponse.from_answer(item).model_dump_json(), event="answer")
+    if isinstance(item, CheckedSentence):
+        return None if draft else ServerSentEvent(SentenceEvent.of(item).model_dump_json(), event="sentence")
+    return ServerSentEvent(json.dumps({"text": item}), event="token") if draft else None
 
 
 def _error_event(status: int, message: str) -> ServerSentEvent:

@@ -42,9 +42,12 @@ def test_topic_present_but_answer_absent_is_refused(llm_server: httpx.Client) ->
     assert body["citations"] == []
 
 
-def test_streaming_sends_tokens_then_the_grounded_answer(llm_server: httpx.Client) -> None:
+def test_the_draft_stream_sends_tokens_then_the_grounded_answer(llm_server: httpx.Client) -> None:
+    """The opt-in unchecked stream (`stream_draft`); the default, checked stream is tested in
+    test_streaming_e2e.py."""
     events = []
-    payload = {"question": "How long does Zephyr keep weekly snapshots by default?", "stream": True}
+    question = "How long does Zephyr keep weekly snapshots by default?"
+    payload = {"question": question, "stream": True, "stream_draft": True}
     with llm_server.stream("POST", "/v1/query", json=payload) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         event = None
