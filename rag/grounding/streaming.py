@@ -27,6 +27,7 @@ the generator that is still writing the draft cannot run between its tokens).
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Sequence
@@ -45,6 +46,8 @@ from rag.grounding.answer import (
 from rag.grounding.support import LexicalSupportJudge
 from rag.grounding.text import split_sentences
 from rag.protocols import SupportJudge
+
+log = logging.getLogger("rag.grounding.streaming")
 
 # What ends a line for str.splitlines, which split_sentences splits on first.
 _LINE_BREAK = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
@@ -113,6 +116,7 @@ class SentenceChecker:
         t0 = time.perf_counter()
         try:
             released = self._check(final=True)
+            self._warn_if_split_differs()
             grounded = decide(self._text, self._verdicts, self.settings)
             if grounded.refused:
                 return Checked([], grounded)
@@ -145,6 +149,17 @@ class SentenceChecker:
             found.append(((start, end), self._text[start:end]))
             cursor = end
         return found
+
+    def _warn_if_split_differs(self) -> None:
+        """The sentences judged one by one should be those of the whole draft (the look-ahead
+        rule); if the splitter ever disagrees, say so: a sentence was shown early or cut."""
+        whole = [s.lower() for s in split_sentences(self._text)]
+        if [v.raw.lower() for v in self._verdicts] != whole:
+            log.warning(
+                "sentences checked as they came differ from the whole draft's (%d vs %d)",
+                len(self._verdicts),
+                len(whole),
+            )
 
     def _find(self, sentence: str, cursor: int) -> int:
         """Where a sentence starts in the draft. split_sentences restores an abbreviation in

@@ -88,6 +88,15 @@ def test_an_abbreviation_does_not_end_a_sentence() -> None:
     assert grounded.answer == "".join(texts(released))
 
 
+def test_an_abbreviation_keeps_its_case() -> None:
+    """split_sentences gives abbreviations back in lower case ("E.g." as "e.g."); the sentence
+    shown is the model's own text."""
+    released, _ = check(
+        words("The relay listens on port 7341, E.g. For remote copies. Snapshots live in /var.")
+    )
+    assert texts(released)[0] == "The relay listens on port 7341, E.g. For remote copies [2]."
+
+
 def test_a_last_sentence_without_a_full_stop_is_released_at_the_end() -> None:
     released, grounded = check(["Snapshots live in ", "/var/lib/zephyr/snapshots"])
     assert released[:2] == [[], []]
