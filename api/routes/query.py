@@ -55,7 +55,7 @@ _END = object()  # what next() returns from a finished answer stream
         200: {
             "content": {"text/event-stream": {}},
             "description": "The answer (JSON), or with `stream: true` server-sent events: a "
-            "`sentence` event per checked sentence (SentenceEvent), then `answer` (QueryResponse), "
+            "`sentence` event per checked sentence (`{text, citations}`), then `answer` (QueryResponse), "
             "or `error` with the JSON error body; `token` events (unchecked draft) only with "
             "`stream_draft: true`.",
         },
