@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api import errors
+from api.gate import QueueHeaders
 from api.jobs import JobManager
 from api.limits import BodyLimit
 from api.observability import ObservedApp, ServiceMetrics
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
         return kb * 1024
 
     app.add_middleware(BodyLimit, limit_for=body_limit)
+    app.add_middleware(QueueHeaders)  # X-Queue-Position / X-Queue-Wait-Ms on answers
     routers = (query.router, search.router, evaluate.router, documents.router, jobs.router, index.router)
     for router in (*routers, health.router, metrics.router):
         app.include_router(router)

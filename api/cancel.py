@@ -12,6 +12,12 @@ Usage in an `async` route::
     return await run_cancellable(request, lambda cancel: expensive(body, cancel))
 
 where ``expensive`` calls ``raise_if_cancelled(cancel)`` between steps.
+
+Inside a generation slot (``async with gate.slot()``, api/gate.py) the event is also set when the
+slot's deadline (``server.request_timeout_s``) passes, and the call then raises
+`GenerationTimeout` (504): the work stops at its next check and the slot goes to the next
+question. Work that never reaches a check (one blocking call) is bounded only by that call's own
+timeout, e.g. ``generator.timeout_s`` of a remote generator.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from typing import TypeVar
 import anyio
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+
+from api.gate import GenerationTimeout, held_ticket
 
 T = TypeVar("T")
 
@@ -55,14 +63,16 @@ def raise_if_cancelled(cancel: threading.Event) -> None:
 
 
 async def run_cancellable(request: Request, fn: Callable[[threading.Event], T]) -> T:
-    """Run ``fn(cancel)`` in a worker thread; set ``cancel`` when the client disconnects or this
-    task is cancelled, and wait for ``fn`` to stop (it should, at its next check).
+    """Run ``fn(cancel)`` in a worker thread; set ``cancel`` when the client disconnects, this
+    task is cancelled or the generation slot's deadline passes, and wait for ``fn`` to stop (it
+    should, at its next check).
 
-    Returns what ``fn`` returns. Raises `ClientDisconnected` when the client left (whether ``fn``
-    noticed or finished anyway), the task's cancellation when it was cancelled, and otherwise
-    whatever ``fn`` raised.
+    Returns what ``fn`` returns. Raises `GenerationTimeout` when the deadline passed,
+    `ClientDisconnected` when the client left (whether ``fn`` noticed or finished anyway), the
+    task's cancellation when it was cancelled, and otherwise whatever ``fn`` raised.
     """
     cancel = threading.Event()
+    ticket = held_ticket()
     outcome: list[T] = []
     failure: list[BaseException] = []
 
@@ -77,13 +87,20 @@ async def run_cancellable(request: Request, fn: Callable[[threading.Event], T]) 
     async def watch() -> None:
         try:
             while not await request.is_disconnected():
-                await anyio.sleep(DISCONNECT_POLL_S)
-        finally:  # the client left, the work finished, or this task was cancelled
+                remaining = ticket.remaining_s() if ticket else None
+                if remaining is not None and remaining <= 0:
+                    return
+                await anyio.sleep(
+                    DISCONNECT_POLL_S if remaining is None else min(DISCONNECT_POLL_S, remaining)
+                )
+        finally:  # the client left, the deadline passed, the work finished, or this task was cancelled
             cancel.set()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch)
         tg.start_soon(work)
+    if ticket is not None and ticket.expired() and (failure or not outcome):
+        raise GenerationTimeout(ticket.timeout_s)
     if await request.is_disconnected():
         raise ClientDisconnected
     if failure:

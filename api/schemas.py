@@ -300,6 +300,9 @@ class QueueInfo(BaseModel):
     busy: bool = Field(description="An answer is being generated.")
     waiting: int = Field(description="Questions waiting for the generator.")
     max_waiting: int = Field(description="Beyond this many waiting, questions get 429.")
+    expected_wait_s: float = Field(
+        description="How long a question sent now would wait for the generator (recent answer times)."
+    )
 
 
 class Health(BaseModel):

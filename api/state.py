@@ -40,7 +40,7 @@ class AppState:
         loads in the background."""
         components = components or build_components(settings)
         server = settings.server
-        gate = GenerationGate(server.max_waiting_questions, server.typical_answer_s)
+        gate = GenerationGate(server.max_waiting_questions, server.typical_answer_s, server.request_timeout_s)
         state = cls(settings, components, components.pipeline(), gate)
         if components.generator is not None:
             state.generator_status = "ready"

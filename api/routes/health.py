@@ -22,7 +22,13 @@ def healthz(state: State) -> Health:
     index = _index_info(state)
     generator = state.generator_health()
     ok = index.loaded and index.error is None and generator == "ready"
-    queue = QueueInfo(busy=state.gate.busy, waiting=state.gate.waiting, max_waiting=state.gate.max_waiting)
+    gate = state.gate
+    queue = QueueInfo(
+        busy=gate.busy,
+        waiting=gate.waiting,
+        max_waiting=gate.max_waiting,
+        expected_wait_s=gate.expected_wait_s(),
+    )
     return Health(status="ok" if ok else "degraded", index=index, generator=generator, queue=queue)
 
 

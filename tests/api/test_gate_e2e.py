@@ -99,5 +99,5 @@ def test_waiting_questions_neither_starve_health_nor_search_and_overflow_gets_42
         for sock in waiters:
             sock.close()
     # Every waiter left: each gives its turn back without generating, so the line drains fast.
-    idle = {"busy": False, "waiting": 0, "max_waiting": WAITING_BOUND}
+    idle = {"busy": False, "waiting": 0, "max_waiting": WAITING_BOUND, "expected_wait_s": 0.0}
     _wait_until(lambda: _queue(llm_server) == idle, timeout_s=120)

@@ -70,7 +70,7 @@ def test_health_reports_index_and_an_unreachable_remote_generator(light_server: 
     assert h["index"]["loaded"] and h["index"]["documents"] == 4 and h["index"]["error"] is None
     assert h["generator"].startswith("unreachable: http://127.0.0.1:9/v1/models")
     assert h["status"] == "degraded"
-    assert h["queue"] == {"busy": False, "waiting": 0, "max_waiting": 8}
+    assert h["queue"] == {"busy": False, "waiting": 0, "max_waiting": 8, "expected_wait_s": 0.0}
 
 
 def test_openapi_documents_the_endpoints(light_server: httpx.Client) -> None:
