@@ -137,6 +137,8 @@ async def _events(state: AppState, body: QueryRequest) -> AsyncIterator[ServerSe
             stream = _stream(state, body)
             try:
                 while (item := await anyio.to_thread.run_sync(next, stream, _END)) is not _END:
+                    if isinstance(item, Answer):
+                        record_answer(state, item)
                     event = _event(item, body.stream_draft)
                     if event is not None:
                         yield event
