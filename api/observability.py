@@ -367,5 +367,6 @@ def logging_config(log_format: str, level: str = "INFO") -> dict[str, Any]:
             "uvicorn": {"handlers": [], "propagate": True},
             "uvicorn.error": {"handlers": [], "propagate": True},
             "uvicorn.access": {"handlers": [], "propagate": False},
+            "faiss": {"level": "WARNING"},  # which CPU build it tried, at every start
         },
     }
