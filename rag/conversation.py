@@ -11,8 +11,8 @@ before it into one question that names its subject, by one of ``conversation.con
 * ``none``: the question as it is.
 
 A history of a single message is always concatenated (there is only one thing "it" can refer to,
-so a model call buys little), and a model rewrite that comes back empty or cut at its token limit
-falls back to ``concat``. The history the rewrite sees is bounded by
+so a model call buys little), and a model rewrite that comes back empty, cut at its token limit or
+the same as an earlier user message falls back to ``concat``. The history the rewrite sees is bounded by
 ``conversation.max_history_messages`` and ``conversation.max_history_tokens``. Usable on its own:
 the chat route and ``/v1/query``'s history both call it, inside the generation slot.
 """
@@ -72,7 +72,7 @@ def standalone_question(
         return concatenated(question, recent, "a history of one message")
     if generator is None:
         return concatenated(question, recent, "no generator")
-    return _condensed(question, recent, generator, config)
+    return condensed(question, recent, generator, config)
 
 
 def bounded_history(
@@ -102,20 +102,38 @@ def concatenated(question: str, recent: Sequence[Message], reason: str) -> Rewri
     return Rewrite(f"{previous} {question.strip()}", question, "concat", reason)
 
 
-def _condensed(
+def condensed(
     question: str, recent: list[Message], generator: Generator, config: ConversationSettings
 ) -> Rewrite:
+    """The generator's rewrite of ``question`` from ``recent`` (already bounded); ``concat`` when
+    the rewrite comes back empty or cut at ``condense_max_tokens``."""
     params = GenerationParams(max_tokens=config.condense_max_tokens, temperature=0.0, stop=("\n",))
     t0 = time.perf_counter()
     out = generator.generate(build_condense_messages(question, recent), params)
     seconds = round(time.perf_counter() - t0, 3)
     usage = {"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens}
     text = clean(out.text)
-    if not text or out.finish_reason == "length":
-        problem = "an empty rewrite" if not text else "a rewrite cut at condense_max_tokens"
+    problem = _unusable(text, out.finish_reason, recent)
+    if problem:
         fallback = concatenated(question, recent, f"the generator gave {problem}")
         return Rewrite(fallback.question, question, "concat", fallback.reason, usage, seconds)
     return Rewrite(text, question, "generator", "rewritten by the generator", usage, seconds)
+
+
+def _unusable(text: str, finish_reason: str, recent: Sequence[Message]) -> str | None:
+    """Why a rewrite cannot be used, or None. A small model sometimes just repeats the earlier
+    question, which would answer that question again instead of the follow-up."""
+    if not text:
+        return "an empty rewrite"
+    if finish_reason == "length":
+        return "a rewrite cut at condense_max_tokens"
+    if any(_words(text) == _words(m["content"]) for m in recent if m["role"] == "user"):
+        return "the earlier question again"
+    return None
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
 
 
 def clean(text: str) -> str:

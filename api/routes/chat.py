@@ -6,8 +6,9 @@ answered exactly as POST /v1/query answers: retrieve, generate, check every sent
 rewrite uses the generator too, so it runs inside the same generation slot as the answer.
 
 Streaming shows checked text only: each sentence goes out once the support judge has accepted it
-(``Pipeline.checked_stream``), never the model's raw draft. Bodies are in api/openai_schemas.py;
-errors on these routes are in OpenAI's shape (api/errors.py), so the SDK raises its own exceptions.
+(``Pipeline.events``, whose unchecked draft pieces are only points to stop at), never the draft.
+Bodies are in api/openai_schemas.py; errors on these routes are in OpenAI's shape (api/errors.py),
+so the SDK raises its own exceptions.
 """
 
 from __future__ import annotations
@@ -211,8 +212,10 @@ def _rewrite(state: AppState, turn: Turn) -> Rewrite:
 
 def _answer_stream(
     state: AppState, body: ChatCompletionRequest, question: str
-) -> Iterator[CheckedSentence | Answer]:
-    return state.pipeline.checked_stream(
+) -> Iterator[str | CheckedSentence | Answer]:
+    """Everything as it happens (Pipeline.events): draft pieces (UNCHECKED: never sent, but a
+    point between tokens to notice a departed client), checked sentences, then the Answer."""
+    return state.pipeline.events(
         question,
         body.top_k,
         filters=body.filters.to_filter() if body.filters else None,
@@ -225,8 +228,8 @@ def _answer_stream(
 def _reply(
     state: AppState, body: ChatCompletionRequest, turn: Turn, cancel: threading.Event
 ) -> tuple[Rewrite, Answer]:
-    """Runs in a worker thread: rewrite, then answer; stops between sentences once ``cancel``
-    is set (the client left, or the slot's deadline passed)."""
+    """Runs in a worker thread: rewrite, then answer; stops between tokens once ``cancel`` is
+    set (the client left, or the slot's deadline passed)."""
     rewrite = _rewrite(state, turn)
     raise_if_cancelled(cancel)
     stream = _answer_stream(state, body, rewrite.question)

@@ -79,8 +79,12 @@ def test_a_history_of_one_message_is_concatenated_without_a_model_call() -> None
     assert fake.prompts == []
 
 
-@pytest.mark.parametrize(("reply", "finish"), [("  ", "stop"), ("Where does Zephyr", "length")])
-def test_an_empty_or_cut_rewrite_falls_back_to_concatenation(reply: str, finish: str) -> None:
+@pytest.mark.parametrize(
+    ("reply", "finish"),
+    [("  ", "stop"), ("Where does Zephyr", "length"), ("where does Zephyr store its snapshots", "stop")],
+    ids=["empty", "cut", "the earlier question again"],
+)
+def test_an_unusable_rewrite_falls_back_to_concatenation(reply: str, finish: str) -> None:
     r = standalone_question("and its log?", HISTORY, ScriptedGenerator(reply, finish), settings())
     assert r.method == "concat" and r.question.startswith("Where does Zephyr store")
     assert r.usage  # the model call was paid and is reported
