@@ -50,16 +50,23 @@ def build_relevance_messages(question: str, passage: str) -> list[Message]:
 # The condense prompt of multi-turn questions (rag.conversation): a follow-up rewritten into a
 # standalone question before retrieval. Like the relevance question, it is sent under the answer's
 # own system prompt, so llama.cpp keeps that prefix's state for the answer that follows; the
-# instruction comes last, after the conversation. Measured by bench/condense.py.
+# instruction comes last, after the conversation. Chosen by bench/condense.py (results/condense.md):
+# of the wordings tried, this one most often kept what the follow-up asks (18/19) while naming its
+# subject; an example in the prompt made the 1.5B model copy the follow-up unchanged more often, and
+# a system prompt of its own did no better while costing the answer its cached prefix.
 CONDENSE_INSTRUCTION = (
-    "Rewrite the follow-up question as one standalone question that names what it refers to, "
-    "using the conversation above. Do not answer it. Reply with the rewritten question only."
+    "Rewrite the follow-up question as one standalone question: keep what it asks, and replace "
+    "words such as it, its, they, there, one or that with what they refer to in the conversation "
+    "above. Do not answer it and do not repeat an earlier question. Reply with the rewritten "
+    "question only."
 )
 
 
-def build_condense_messages(question: str, history: Sequence[Message]) -> list[Message]:
+def build_condense_messages(
+    question: str, history: Sequence[Message], instruction: str = CONDENSE_INSTRUCTION
+) -> list[Message]:
     """The answer's system prompt, then the conversation (oldest first), the follow-up and the
-    instruction to rewrite it."""
+    instruction to rewrite it (another ``instruction`` only for measuring alternatives)."""
     turns = "\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in history)
-    user = f"Conversation:\n{turns}\n\nFollow-up question: {question}\n\n{CONDENSE_INSTRUCTION}"
+    user = f"Conversation:\n{turns}\n\nFollow-up question: {question}\n\n{instruction}"
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
