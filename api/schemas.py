@@ -14,7 +14,7 @@ from rag.config import ServerSettings
 from rag.index.filters import SearchFilter
 from rag.pipeline import Answer, CheckedSentence
 from rag.pipeline import Citation as AnswerCitation
-from rag.protocols import GenerationParams
+from rag.protocols import GenerationParams, Message
 from rag.types import ScoredChunk
 
 # The schema's bound is the default of server.max_question_chars (one source); a configured value
@@ -102,8 +102,27 @@ MODE_DESCRIPTION = (
 )
 
 
+class HistoryMessage(RequestModel):
+    """One earlier turn of the conversation, oldest first."""
+
+    role: Literal["user", "assistant"]
+    # Bounded by the request body limit (server.max_body_kb); the rewrite reads at most
+    # conversation.max_history_tokens of the history.
+    content: str = Field(min_length=1)
+
+    def as_message(self) -> Message:
+        return {"role": self.role, "content": self.content}
+
+
 class QueryRequest(RequestModel):
     question: QuestionText = Field(description="The question, in natural language.")
+    history: list[HistoryMessage] | None = Field(
+        None,
+        description='The conversation before this question, oldest first. A follow-up ("and where is '
+        'its configuration file?") is rewritten into a standalone question from it before retrieval '
+        "(conversation.condense); the response's `standalone_question` says what was searched. At "
+        "most conversation.max_messages messages; the rewrite reads the recent ones.",
+    )
     mode: RetrievalMode | None = Field(None, description=MODE_DESCRIPTION)
     generation: GenerationOptions | None = Field(None, description="Sampling settings for this answer.")
     cache: bool = Field(
@@ -259,6 +278,11 @@ class QueryResponse(BaseModel):
         None, description="`exact` or `similar` when the answer came from the answer cache."
     )
     index_version: int | None = Field(None, description="The index version the answer was drawn from.")
+    standalone_question: str | None = Field(
+        None,
+        description="With `history`: the question as it was searched and answered, rewritten from the "
+        "conversation (the same as `question` when it needed no rewrite).",
+    )
 
     @classmethod
     def from_answer(cls, a: Answer) -> QueryResponse:

@@ -28,6 +28,7 @@ from api.gate import QueueFull
 from api.observability import record_answer
 from api.schemas import ErrorBody, QueryRequest, QueryResponse, SentenceEvent, question_over_limit
 from api.state import AppState
+from rag.conversation import standalone_question
 from rag.index.filters import SearchFilter
 from rag.pipeline import Answer, CheckedSentence
 
@@ -68,7 +69,7 @@ async def query(body: QueryRequest, state: State, request: Request) -> QueryResp
     similar enough or the draft is not supported by the chunks; citations name the chunks that
     support the answer. One answer is generated at a time; when `server.max_waiting_questions`
     are already waiting, the request gets 429 with `Retry-After`."""
-    problem = question_over_limit(body.question, state.settings.server)
+    problem = question_over_limit(body.question, state.settings.server) or _history_over_limit(state, body)
     if problem:
         raise HTTPException(422, problem)
     require_generator(state)  # after validation: a bad body is a 422 whatever the model's state
@@ -85,7 +86,17 @@ async def query(body: QueryRequest, state: State, request: Request) -> QueryResp
     except QueueFull as exc:
         raise _busy(exc) from None
     record_answer(state, answer)
-    return QueryResponse.from_answer(answer)
+    return _response(body, answer)
+
+
+def _history_over_limit(state: AppState, body: QueryRequest) -> str | None:
+    limit = state.settings.conversation.max_messages
+    if body.history and len(body.history) + 1 > limit:
+        return (
+            f"history: {len(body.history)} messages and the question exceed {limit} "
+            "(conversation.max_messages); send the recent part of the conversation"
+        )
+    return None
 
 
 def _busy(exc: QueueFull) -> HTTPException:
@@ -98,17 +109,37 @@ def _filters(body: QueryRequest) -> SearchFilter | None:
 
 def _stream(state: AppState, body: QueryRequest) -> Iterator[str | CheckedSentence | Answer]:
     """Draft pieces, checked sentences and the Answer, as they happen (Pipeline.events): the
-    callers stop between any two of them, so a departed client stops the model within a token."""
+    callers stop between any two of them, so a departed client stops the model within a token.
+
+    A generator function, so nothing runs before the first ``next()``, which the callers make in a
+    worker thread inside the generation slot: the history's rewrite (rag.conversation) may call
+    the generator too."""
     pipeline = state.pipeline
     params = body.generation.apply(pipeline.default_params()) if body.generation else None
-    return pipeline.events(
-        body.question,
+    question = _standalone(state, body)
+    yield from pipeline.events(
+        question,
         body.top_k,
         filters=_filters(body),
         params=params,
         use_cache=body.cache,
         mode=body.mode,
     )
+
+
+def _standalone(state: AppState, body: QueryRequest) -> str:
+    """The question to search and answer: rewritten from ``history`` when there is one."""
+    if not body.history:
+        return body.question
+    history = [m.as_message() for m in body.history]
+    return standalone_question(body.question, history, state.pipeline.generator, state.settings).question
+
+
+def _response(body: QueryRequest, answer: Answer) -> QueryResponse:
+    response = QueryResponse.from_answer(answer)
+    if body.history:
+        response.standalone_question = answer.question
+    return response
 
 
 def _answer(state: AppState, body: QueryRequest, cancel: threading.Event) -> Answer:
@@ -139,7 +170,7 @@ async def _events(state: AppState, body: QueryRequest) -> AsyncIterator[ServerSe
                 while (item := await anyio.to_thread.run_sync(next, stream, _END)) is not _END:
                     if isinstance(item, Answer):
                         record_answer(state, item)
-                    event = _event(item, body.stream_draft)
+                    event = _event(body, item)
                     if event is not None:
                         yield event
             finally:
@@ -154,11 +185,12 @@ async def _events(state: AppState, body: QueryRequest) -> AsyncIterator[ServerSe
         yield _error_event(status, error_body(exc))
 
 
-def _event(item: str | CheckedSentence | Answer, draft: bool) -> ServerSentEvent | None:
+def _event(body: QueryRequest, item: str | CheckedSentence | Answer) -> ServerSentEvent | None:
     """The event an item of the answer stream becomes; None for what this stream does not show
     (draft pieces unless asked for, checked sentences when the draft is streamed instead)."""
+    draft = body.stream_draft
     if isinstance(item, Answer):
-        return ServerSentEvent(QueryResponse.from_answer(item).model_dump_json(), event="answer")
+        return ServerSentEvent(_response(body, item).model_dump_json(), event="answer")
     if isinstance(item, CheckedSentence):
         return None if draft else ServerSentEvent(SentenceEvent.of(item).model_dump_json(), event="sentence")
     return ServerSentEvent(json.dumps({"text": item}), event="token") if draft else None
