@@ -11,8 +11,9 @@ before it into one question that names its subject, by one of ``conversation.con
 * ``none``: the question as it is.
 
 A history of a single message is always concatenated (there is only one thing "it" can refer to,
-so a model call buys little), and a model rewrite that comes back empty, cut at its token limit or
-the same as an earlier user message falls back to ``concat``. The history the rewrite sees is bounded by
+so a model call buys little), and a model rewrite that comes back empty, cut at its token limit,
+the same as an earlier user message, or without any word of the conversation that the follow-up
+lacked (it resolved nothing) falls back to ``concat``. The history the rewrite sees is bounded by
 ``conversation.max_history_messages`` and ``conversation.max_history_tokens``. Usable on its own:
 the chat route and ``/v1/query``'s history both call it, inside the generation slot.
 """
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 
 from rag.config import ConversationSettings, Settings
 from rag.context import approximate_tokens
+from rag.grounding.text import STOPWORDS, stem, tokens
 from rag.prompt import build_condense_messages
 from rag.protocols import GenerationParams, Generator, Message, TokenCounter
 
@@ -113,23 +115,33 @@ def condensed(
     seconds = round(time.perf_counter() - t0, 3)
     usage = {"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens}
     text = clean(out.text)
-    problem = _unusable(text, out.finish_reason, recent)
+    problem = _unusable(text, out.finish_reason, question, recent)
     if problem:
         fallback = concatenated(question, recent, f"the generator gave {problem}")
         return Rewrite(fallback.question, question, "concat", fallback.reason, usage, seconds)
     return Rewrite(text, question, "generator", "rewritten by the generator", usage, seconds)
 
 
-def _unusable(text: str, finish_reason: str, recent: Sequence[Message]) -> str | None:
-    """Why a rewrite cannot be used, or None. A small model sometimes just repeats the earlier
-    question, which would answer that question again instead of the follow-up."""
+def _unusable(text: str, finish_reason: str, question: str, recent: Sequence[Message]) -> str | None:
+    """Why a rewrite cannot be used, or None. A small model sometimes repeats the earlier question
+    (which would answer that one again) or drops the follow-up's "its" without naming what it
+    meant ("Where is the configuration file?"): a rewrite that adds no content word of the
+    conversation to the follow-up has resolved nothing."""
     if not text:
         return "an empty rewrite"
     if finish_reason == "length":
         return "a rewrite cut at condense_max_tokens"
     if any(_words(text) == _words(m["content"]) for m in recent if m["role"] == "user"):
         return "the earlier question again"
+    conversation = _content(" ".join(m["content"] for m in recent))
+    if not (_content(text) - _content(question)) & conversation:
+        return "a rewrite that names nothing from the conversation"
     return None
+
+
+def _content(text: str) -> set[str]:
+    """Stemmed content words (the grounding check's tokens, without stopwords)."""
+    return {stem(t) for t in tokens(text) if t.lower() not in STOPWORDS}
 
 
 def _words(text: str) -> list[str]:

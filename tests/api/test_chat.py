@@ -319,8 +319,9 @@ def test_a_follow_up_is_rewritten_from_the_conversation(llm_server: httpx.Client
     messages += [first.choices[0].message.model_dump(), user("And where is its configuration file?")]
     follow_up = client.chat.completions.create(model=MODEL, messages=messages)
     rag = follow_up.model_extra["rag"]
-    assert rag["rewrite"] == "generator" and "zephyr" in rag["question"].lower(), rag
-    assert rag["timings"]["condense_ms"] > 0
+    # The generator's rewrite, or the concatenation it falls back to when the rewrite named nothing.
+    assert rag["rewrite"] in ("generator", "concat") and "zephyr" in rag["question"].lower(), rag
+    assert rag["timings"]["condense_ms"] > 0  # the model was asked either way
     message = follow_up.choices[0].message
     assert "/etc/zephyr/zephyr.conf" in message.content, (rag, message.content)
     assert any(r["source"].endswith("retention.txt") for r in message.model_extra["references"])
