@@ -43,6 +43,10 @@ RESPONSES = {
         "`Retry-After` seconds.",
     },
     502: {"model": ErrorBody, "description": "A remote generator failed or is unreachable."},
+    504: {
+        "model": ErrorBody,
+        "description": "The answer took longer than server.request_timeout_s; its generation was stopped.",
+    },
     503: {"model": ErrorBody, "description": "No index yet, or the generator is still loading."},
 }
 _END = object()  # what next() returns from a finished answer stream
@@ -164,10 +168,11 @@ async def _events(state: AppState, body: QueryRequest) -> AsyncIterator[ServerSe
     are fetched one at a time (a token at most), so that happens within a token.
     """
     try:
-        async with state.gate.slot():
+        async with state.gate.slot() as ticket:
             stream = _stream(state, body)
             try:
                 while (item := await anyio.to_thread.run_sync(next, stream, _END)) is not _END:
+                    ticket.check()  # past server.request_timeout_s: GenerationTimeout, a 504 event
                     if isinstance(item, Answer):
                         record_answer(state, item)
                     event = _event(body, item)
@@ -180,7 +185,7 @@ async def _events(state: AppState, body: QueryRequest) -> AsyncIterator[ServerSe
         yield _error_event(429, str(exc))
     except Exception as exc:
         status = status_of(exc)
-        if status >= 500 and status not in (502, 503):
+        if status >= 500 and status not in (502, 503, 504):
             log.exception("streamed answer failed")
         yield _error_event(status, error_body(exc))
 

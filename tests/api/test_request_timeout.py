@@ -88,6 +88,24 @@ def test_a_runaway_generation_is_stopped_and_answered_504(
     assert not _queue(server)["busy"]
 
 
+def test_a_runaway_streamed_answer_ends_with_a_504_error_event(
+    server: httpx.Client, runaway: RunawayGenerator
+) -> None:
+    """The stream's own loop checks the deadline between items: an `error` event with status 504,
+    no sentence of the unchecked runaway draft, and the model stopped."""
+    t0 = time.monotonic()
+    with server.stream("POST", "/v1/query", json={"question": RUNAWAY, "stream": True}) as r:
+        assert r.status_code == 200
+        text = "".join(r.iter_text())
+    elapsed = time.monotonic() - t0
+    assert "event: error" in text and '"status": 504' in text, text[-500:]
+    assert "server.request_timeout_s" in text
+    assert "event: sentence" not in text and "event: token" not in text
+    assert TIMEOUT_S <= elapsed < TIMEOUT_S + 3.0
+    assert runaway.closed and runaway.closed[-1] - t0 < TIMEOUT_S + 3.0
+    assert not _queue(server)["busy"]
+
+
 def test_the_next_question_proceeds_and_sees_its_place_and_wait(server: httpx.Client) -> None:
     results: dict[str, httpx.Response] = {}
 
