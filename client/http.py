@@ -38,13 +38,15 @@ DEFAULT_JOB_WAIT_S = 600.0
 ERROR_TEXT_CHARS = 500  # of a non-JSON error body (a proxy's HTML page), quoted in the message
 
 SEARCH, QUERY, HEALTH, DOCUMENTS, JOBS = "/v1/search", "/v1/query", "/healthz", "/v1/documents", "/v1/jobs"
-TEXT_EVENTS = frozenset({"token", "sentence"})  # draft tokens, or grounded sentences
+TEXT_EVENTS = frozenset({"sentence", "token"})  # checked sentences, or the draft's tokens
 ANSWER_EVENT, ERROR_EVENT = "answer", "error"
 DEFAULT_EVENT = "message"  # the SSE name of an event without an `event:` line
 END_OF_STREAM = ""  # fed after the last line: a blank line ends an event the stream left open
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 FiltersArg = Filters | dict[str, Any] | None
+# The conversation before a follow-up question, oldest first: {"role": "user" | "assistant", "content"}.
+History = Sequence[dict[str, str]] | None
 
 
 class RagClientError(Exception):
@@ -107,10 +109,14 @@ def _query_body(
     filters: FiltersArg,
     generation: dict[str, Any] | None,
     cache: bool | None,
+    history: History,
     stream: bool = False,
+    draft: bool = False,
 ) -> dict:
     fields = {"top_k": top_k, "mode": mode, "filters": _filters(filters), "generation": generation}
-    return _body(question=question, cache=cache, stream=stream or None, **fields)
+    fields["history"] = list(history) if history is not None else None
+    streamed = {"stream": stream or None, "stream_draft": draft or None}
+    return _body(question=question, cache=cache, **streamed, **fields)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -268,10 +274,13 @@ class RagClient:
         filters: FiltersArg = None,
         generation: dict[str, Any] | None = None,
         cache: bool | None = None,
+        history: History = None,
     ) -> Answer:
         """The grounded answer with citations, or a refusal (POST /v1/query, not streamed).
-        ``generation`` holds sampling settings (max_tokens, temperature, seed, ...)."""
-        body = _query_body(question, top_k, mode, filters, generation, cache)
+        ``generation`` holds sampling settings (max_tokens, temperature, seed, ...); ``history``
+        the conversation before a follow-up, which the server rewrites into a standalone
+        question (``Answer.standalone_question``) before retrieval."""
+        body = _query_body(question, top_k, mode, filters, generation, cache, history)
         return _parse(self._send("POST", QUERY, json=body), Answer)
 
     def stream(
@@ -282,10 +291,16 @@ class RagClient:
         filters: FiltersArg = None,
         generation: dict[str, Any] | None = None,
         cache: bool | None = None,
+        history: History = None,
+        draft: bool = False,
     ) -> Iterator[StreamText | Answer]:
-        """The answer as it is made: ``StreamText`` items (``token`` or ``sentence`` events), then
-        the final ``Answer``. Stopping the iteration closes the stream, which stops generation."""
-        body = _query_body(question, top_k, mode, filters, generation, cache, stream=True)
+        """The answer as it is made: ``StreamText`` items, then the final ``Answer``. They are the
+        checked ``sentence``s, or with ``draft=True`` the model's unchecked ``token``s (sooner, but
+        they may hold what grounding withholds). Stopping the iteration closes the stream, which
+        stops the generation."""
+        body = _query_body(
+            question, top_k, mode, filters, generation, cache, history, stream=True, draft=draft
+        )
         with self._reaching(), self._http.stream("POST", QUERY, json=body) as response:
             if response.is_error:
                 response.read()
@@ -374,9 +389,10 @@ class AsyncRagClient:
         filters: FiltersArg = None,
         generation: dict[str, Any] | None = None,
         cache: bool | None = None,
+        history: History = None,
     ) -> Answer:
         """As ``RagClient.query``."""
-        body = _query_body(question, top_k, mode, filters, generation, cache)
+        body = _query_body(question, top_k, mode, filters, generation, cache, history)
         return _parse(await self._send("POST", QUERY, json=body), Answer)
 
     async def stream(
@@ -387,9 +403,13 @@ class AsyncRagClient:
         filters: FiltersArg = None,
         generation: dict[str, Any] | None = None,
         cache: bool | None = None,
+        history: History = None,
+        draft: bool = False,
     ) -> AsyncIterator[StreamText | Answer]:
         """As ``RagClient.stream``."""
-        body = _query_body(question, top_k, mode, filters, generation, cache, stream=True)
+        body = _query_body(
+            question, top_k, mode, filters, generation, cache, history, stream=True, draft=draft
+        )
         async with self._reaching(), self._http.stream("POST", QUERY, json=body) as response:
             if response.is_error:
                 await response.aread()

@@ -108,17 +108,22 @@ class Answer(Response):
     usage: Usage = Field(default_factory=Usage)
     cached: str | None = Field(None, description="`exact` or `similar` for a cached answer.")
     index_version: int | None = None
+    standalone_question: str | None = Field(
+        None, description="With a history: the question as searched, rewritten from the conversation."
+    )
 
 
 class StreamText(Response):
-    """Text streamed before the answer: a ``token`` event (draft text as the model writes it,
-    which may still be refused) or a ``sentence`` event (a sentence that passed grounding).
-    Fields of a sentence event beyond ``text`` are kept in ``model_extra``."""
+    """Text streamed before the answer: a ``sentence`` event (a sentence that passed grounding,
+    with the citations of its ``[n]`` markers; joined, they are the answer unless it is refused)
+    or, when the draft is asked for, a ``token`` event (unchecked text as the model writes it, no
+    citations). Fields this client does not know are kept in ``model_extra``."""
 
     model_config = ConfigDict(extra="allow")
 
     event: str
-    text: str
+    text: str = Field(description="Starts with what separates it from the previous text, if anything.")
+    citations: list[Citation] = []
 
 
 class IndexInfo(Response):

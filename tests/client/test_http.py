@@ -173,21 +173,24 @@ def test_a_wrong_admin_key_is_a_401(admin_server: str, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_query_and_stream_give_the_same_grounded_answer(llm_server: httpx.Client) -> None:
-    """Greedy decoding and no answer cache on llm_server: the streamed answer is the same answer."""
+    """Greedy decoding and no answer cache on llm_server: the streamed answer is the same answer,
+    and its checked sentences, joined, are its text; ``draft=True`` streams the unchecked tokens."""
     with RagClient(str(llm_server.base_url)) as rag:
         whole = rag.query(RELAY_QUESTION)
         events = list(rag.stream(RELAY_QUESTION))
     assert not whole.refused and RELAY_PORT in whole.answer, whole
     assert whole.citations and whole.citations[0].source.endswith("network.html")
-    *texts, final = events
-    assert isinstance(final, Answer) and texts and all(isinstance(t, StreamText) for t in texts)
-    assert {t.event for t in texts} <= {"token", "sentence"}
-    assert final.answer == whole.answer and final.citations == whole.citations
+    *sentences, final = events
+    assert isinstance(final, Answer) and final.answer == whole.answer and final.citations == whole.citations
+    assert sentences and all(isinstance(s, StreamText) and s.event == "sentence" for s in sentences)
+    assert "".join(s.text for s in sentences) == final.answer
+    assert {c.chunk_id for s in sentences for c in s.citations} <= {c.chunk_id for c in final.citations}
 
-    async def first_text() -> StreamText | Answer:
+    async def first_draft_item() -> StreamText | Answer:
         async with AsyncRagClient(str(llm_server.base_url)) as rag:
-            async for item in rag.stream(RELAY_QUESTION):
+            async for item in rag.stream(RELAY_QUESTION, draft=True):
                 return item  # leaving the stream early closes it, which stops the generation
         raise AssertionError("no event")
 
-    assert isinstance(asyncio.run(first_text()), StreamText)
+    first = asyncio.run(first_draft_item())
+    assert isinstance(first, StreamText) and first.event == "token" and first.citations == []

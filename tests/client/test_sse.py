@@ -10,6 +10,17 @@ import pytest
 from client.http import END_OF_STREAM, RagClientError, SseParser, stream_item
 from client.models import Answer, StreamText
 
+CITATION = {
+    "n": 1,
+    "chunk_id": 7,
+    "document_id": "doc_c3b559467fb5c9f8",
+    "source": "zephyr/network.html",
+    "page": None,
+    "start": 0,
+    "end": 120,
+    "score": 0.71,
+    "text": "The zephyr-relay daemon ... listens on TCP port 7341",
+}
 ANSWER = {
     "answer": "Port 7341 [1].",
     "refused": False,
@@ -35,9 +46,11 @@ def test_an_unterminated_last_event_is_not_lost() -> None:
 
 def test_token_sentence_and_answer_events_become_models() -> None:
     token = stream_item("token", '{"text": "Port"}')
-    sentence = stream_item("sentence", '{"text": "Port 7341 [1].", "citations": [1]}')
+    sentence = stream_item("sentence", json.dumps({"text": " Port 7341 [1].", "citations": [CITATION]}))
     assert token == StreamText(event="token", text="Port")
-    assert isinstance(sentence, StreamText) and sentence.model_extra == {"citations": [1]}
+    assert isinstance(sentence, StreamText) and sentence.citations[0].n == 1
+    later = stream_item("sentence", '{"text": "More.", "citations": [], "confidence": 0.9}')
+    assert isinstance(later, StreamText) and later.model_extra == {"confidence": 0.9}  # a newer field
     assert isinstance(stream_item("answer", json.dumps(ANSWER)), Answer)
     assert stream_item("progress", "{}") is None  # an event this client does not know yet
 
