@@ -76,6 +76,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     429: _error("Too many questions are waiting for the generator; retry after `Retry-After` seconds."),
     502: _error("A remote generator failed or is unreachable."),
     503: _error("No index yet, or the generator is still loading."),
+    504: _error("The answer took longer than server.request_timeout_s; its generation was stopped."),
 }
 
 
@@ -324,12 +325,13 @@ async def _chunks(
     frame = _Frame(_completion_id(), int(time.time()), model)
     yield frame.text("", role="assistant")
     try:
-        async with state.gate.slot():
+        async with state.gate.slot() as ticket:
             rewrite = await anyio.to_thread.run_sync(_rewrite, state, turn)
             stream = _answer_stream(state, body, rewrite.question)
             shown = False
             try:
                 while (item := await anyio.to_thread.run_sync(next, stream, _END)) is not _END:
+                    ticket.check()  # past server.request_timeout_s: GenerationTimeout, a 504 chunk
                     if isinstance(item, CheckedSentence):
                         shown = True
                         yield frame.text(item.text)
@@ -344,7 +346,7 @@ async def _chunks(
         yield _error_event(429, str(exc), "rate_limit_exceeded")
     except Exception as exc:
         status = status_of(exc)
-        if status >= 500 and status not in (502, 503):
+        if status >= 500 and status not in (502, 503, 504):
             log.exception("streamed chat answer failed")
         yield _error_event(status, error_body(exc))
 
