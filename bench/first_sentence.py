@@ -12,9 +12,11 @@ parts (retrieve, pack, prompt, the generator's stream, ``ground_answer``); its t
 soon as it is complete and shown if supported. For a refused answer the first checked text is
 the refusal, at the end, in both.
 
-One generator serves both, one question after the other, in alternating order (old first, then
-new first, ...), with the answer cache off; greedy decoding, so both see the same draft (checked
-per answer: ``same draft``). One warm-up answer first, not counted. Run it on an idle machine
+One generator serves both, interleaved: two passes over the questions, alternating old and new
+(q1 old, q2 new, ...; then q1 new, q2 old, ...), so consecutive answers are never to the same
+question (llama.cpp would reuse the whole prompt's KV state) and drift hits both alike. Answer
+cache off; greedy decoding, so both see the same draft (checked per answer: ``same draft``).
+One warm-up answer first, not counted. Run it on an idle machine
 (the 1-minute load average is recorded) and under ``flock /tmp/generator.lock`` when others
 share the machine.
 """
@@ -91,6 +93,13 @@ def grounded_stream(pipeline: Pipeline, question: str) -> dict[str, Any]:
     }
 
 
+MODES = [("old", old_draft_stream), ("new", grounded_stream)]
+
+
+def _brief(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if k not in ("draft", "answer")}
+
+
 def _s(t0: float) -> float:
     return round(time.perf_counter() - t0, 2)
 
@@ -105,19 +114,25 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     pipeline = build_components(settings, generator=build_generator(settings)).pipeline()
     rows = [json.loads(line) for line in questions.read_text().splitlines() if line.strip()]
     chosen = pick(rows, args.n)
-    pipeline.answer(chosen[0]["question"], use_cache=False)  # warm-up: not counted
+    warm_up = next(r for r in rows if r not in chosen)  # another question: not counted
+    pipeline.answer(warm_up["question"], use_cache=False)
+    results: dict[str, dict[str, dict[str, Any]]] = {row["id"]: {} for row in chosen}
+    # llama.cpp keeps the last prompt's KV state and skips the prefix the next prompt shares, so
+    # the same question twice in a row would skip its whole prefill the second time. Consecutive
+    # answers are therefore always to different questions: pass 1 answers q1 old, q2 new, q3 old,
+    # ...; pass 2 the other way round (every answer after one to another question).
+    for turn in (0, 1):
+        for i, row in enumerate(chosen):
+            name, fn = MODES[(i + turn) % 2]
+            results[row["id"]][name] = fn(pipeline, row["question"])
+            print(json.dumps({"id": row["id"], "mode": name, **_brief(results[row["id"]][name])}), flush=True)
     out = []
-    for i, row in enumerate(chosen):
-        modes = [("old", old_draft_stream), ("new", grounded_stream)]
-        results = {name: fn(pipeline, row["question"]) for name, fn in (modes if i % 2 == 0 else modes[::-1])}
-        record = {"id": row["id"], "answerable": row["answerable"], "first": "old" if i % 2 == 0 else "new"}
-        record |= {f"{mode}_{k}": v for mode, r in results.items() for k, v in r.items()}
-        record["same_draft"] = results["old"].get("draft") == results["new"].get("draft")
+    for row in chosen:
+        r = results[row["id"]]
+        record: dict[str, Any] = {"id": row["id"], "answerable": row["answerable"]}
+        record |= {f"{mode}_{k}": v for mode, res in r.items() for k, v in res.items()}
+        record["same_draft"] = r["old"].get("draft") == r["new"].get("draft")
         out.append(record)
-        print(
-            json.dumps({k: v for k, v in record.items() if "draft" not in k and "answer" not in k}),
-            flush=True,
-        )
     return out
 
 
@@ -130,7 +145,7 @@ def report(records: list[dict[str, Any]], args: argparse.Namespace, load: float)
         f"`flock /tmp/generator.lock .venv/bin/python bench/first_sentence.py --questions {args.n}` "
         f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; sample corpus, bench/data/sample_qa.jsonl, "
         f"default settings, answer cache off; 1-minute load average at the start {load:.2f}; "
-        "old and new alternate which goes first)",
+        "two interleaved passes, consecutive answers always to different questions)",
         "",
         "| question | answerable | old: first token s | old: first checked s (= total) | new: first checked "
         "sentence s | new: total s | new: sentences shown | refused (old / new) | same draft |",
