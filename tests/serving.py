@@ -27,42 +27,57 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving_in_thread(
-    app: Any, timeout_s: float = 30, client_timeout_s: float = 300
-) -> Iterator[httpx.Client]:
-    """Serve ``app`` (e.g. ``create_app(settings, components=...)``) with uvicorn on a free
-    loopback port in a daemon thread; yields a client once /healthz answers, stops on exit.
+def uvicorn_in_thread(
+    app: Any, timeout_s: float = 10, **config: Any
+) -> Iterator[tuple[str, threading.Thread]]:
+    """Run ``app`` under uvicorn on a free loopback port in a daemon thread; yields (base URL,
+    thread) once uvicorn has started, stops it on exit. ``config`` goes to ``uvicorn.Config``.
 
     The socket is bound here and handed to uvicorn, so no other process can take the port
-    between choosing and binding it. The app's lifespan runs as under `rag serve`.
-    """
+    between choosing and binding it."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn.Config(app, **{"log_level": "warning", **config}))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
     thread.start()
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=client_timeout_s)
     try:
         deadline = time.monotonic() + timeout_s
-        while True:
-            if not thread.is_alive():
-                raise RuntimeError("uvicorn stopped before it served /healthz (see the log above)")
-            try:
-                if server.started and client.get("/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the in-process server did not answer /healthz within {timeout_s} s")
-            time.sleep(0.05)
-        yield client
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start within {timeout_s} s (see the log above)")
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", thread
     finally:
-        client.close()
         server.should_exit = True
         thread.join(timeout=15)
         sock.close()
+
+
+@contextmanager
+def serving_in_thread(
+    app: Any, timeout_s: float = 30, client_timeout_s: float = 300
+) -> Iterator[httpx.Client]:
+    """Serve ``app`` (e.g. ``create_app(settings, components=...)``) in this process
+    (``uvicorn_in_thread``); yields a client once /healthz answers. The app's lifespan runs as
+    under `rag serve`."""
+    with uvicorn_in_thread(app, timeout_s, timeout_graceful_shutdown=5) as (url, thread):
+        client = httpx.Client(base_url=url, timeout=client_timeout_s)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                if not thread.is_alive():
+                    raise RuntimeError("uvicorn stopped before it served /healthz (see the log above)")
+                try:
+                    if client.get("/healthz", timeout=5).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the in-process server did not answer /healthz within {timeout_s} s")
+                time.sleep(0.05)
+            yield client
+        finally:
+            client.close()
 
 
 @contextmanager

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
@@ -26,6 +25,7 @@ from rag.config import GeneratorSettings
 from rag.errors import GenerationError
 from rag.generation.openai_backend import OpenAIGenerator
 from rag.protocols import GenerationParams, Message
+from tests.serving import uvicorn_in_thread
 
 PIECES = ["Par", "is", " is the capital."]
 MESSAGES: list[Message] = [
@@ -87,21 +87,8 @@ def _make_app(seen: list[dict[str, Any]]) -> FastAPI:
 def server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """uvicorn in a thread on a kernel-chosen free port; yields (base_url, recorded requests)."""
     seen: list[dict[str, Any]] = []
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(_make_app(seen), log_level="warning", lifespan="off")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert srv.started, "test server did not start"
-    yield f"http://127.0.0.1:{port}/v1", seen
-    srv.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with uvicorn_in_thread(_make_app(seen), lifespan="off") as (url, _thread):
+        yield f"{url}/v1", seen
 
 
 def _gen(base_url: str, model: str = "test-model", **extra: Any) -> OpenAIGenerator:
@@ -247,20 +234,8 @@ async def _dropped_after_first_token() -> AsyncIterator[str]:
 @pytest.fixture(scope="module")
 def flaky() -> Iterator[tuple[str, dict[str, list[float]]]]:
     arrivals: dict[str, list[float]] = {}
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(_flaky_app(arrivals), log_level="critical", lifespan="off")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert srv.started, "flaky test server did not start"
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1", arrivals
-    srv.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with uvicorn_in_thread(_flaky_app(arrivals), log_level="critical", lifespan="off") as (url, _thread):
+        yield f"{url}/v1", arrivals
 
 
 _names = iter(range(10**6))
