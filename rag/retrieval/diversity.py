@@ -21,6 +21,12 @@ from rag.types import ScoredChunk
 
 def drop_duplicates(hits: list[ScoredChunk], vectors: np.ndarray, threshold: float) -> list[ScoredChunk]:
     """``hits`` (best first) without the near duplicates of better hits; ``vectors[i]`` is hit i's."""
+    return [hits[i] for i in distinct(hits, vectors, threshold)]
+
+
+def distinct(hits: list[ScoredChunk], vectors: np.ndarray, threshold: float) -> list[int]:
+    """Positions of the hits ``drop_duplicates`` keeps, in order (so a caller can keep their
+    vectors too)."""
     kept: list[int] = []
     texts: set[str] = set()
     for i, hit in enumerate(hits):
@@ -31,7 +37,7 @@ def drop_duplicates(hits: list[ScoredChunk], vectors: np.ndarray, threshold: flo
             continue
         kept.append(i)
         texts.add(text)
-    return [hits[i] for i in kept]
+    return kept
 
 
 def mmr(

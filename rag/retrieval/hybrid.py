@@ -116,10 +116,8 @@ class HybridRetriever:
             return hits
         vectors = snapshot.vectors([int(h.chunk.id or 0) for h in hits])
         if threshold <= 1.0:
-            keep = diversity.drop_duplicates(hits, vectors, threshold)
-            index = {id(h): i for i, h in enumerate(hits)}
-            vectors = vectors[[index[id(h)] for h in keep]]
-            hits = keep
+            keep = diversity.distinct(hits, vectors, threshold)
+            hits, vectors = [hits[i] for i in keep], vectors[keep]
         if lam < 1.0:
             relevance = list(fusion.min_max({i: h.score for i, h in enumerate(hits)}).values())
             hits = diversity.mmr(hits, vectors, relevance, lam, top_k)
