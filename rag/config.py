@@ -253,7 +253,34 @@ class ServerSettings(Section):
     # Longest question (and search query). The HTTP schema's bound is this default, so a value may
     # lower it only: a higher one would be refused by the schema anyway, so it is refused here.
     max_question_chars: int = Field(2000, ge=1, le=2000)
+    # The one key of older set-ups: a key with every scope on every collection (as "*:admin").
     admin_api_key: SecretStr | None = None
+    # Scoped API keys (api/keys.py): the keys file holds only their SHA-256 hashes, written by
+    # `rag keys create/revoke` and re-read by a running server when it changes; None means
+    # <index_dir>/keys.json. api_keys is the environment's way (RAG_SERVER__API_KEYS, JSON):
+    # '[{"key": "<secret>", "scopes": ["docs:read", "*:admin"], "name": "ci"}]'. Once any key is
+    # configured, every read needs one too.
+    keys_file: Path | None = None
+    api_keys: SecretStr | None = None
+    # Serving on a non-loopback address with no key configured is refused at start-up unless this
+    # is true (`rag serve --insecure-no-auth`), which logs a warning at every start.
+    insecure_no_auth: bool = False
+    # Origins allowed to call the API from a browser (CORS); empty = none (closed).
+    cors_origins: list[str] = Field(default_factory=list)
+    # Host header values the server answers (port ignored); others get 400. Loopback only by
+    # default, so a web page cannot reach a local server through DNS rebinding; add the public
+    # name when serving beyond this machine.
+    allowed_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1", "localhost", "::1"], min_length=1)
+    # Requests per second per API key (per client address without one), token bucket with this
+    # burst; over it: 429 with Retry-After. 0 turns the limit off.
+    rate_limit_per_s: float = Field(20.0, ge=0)
+    rate_limit_burst: int = Field(40, ge=1)
+    # Upload jobs one key (or one address) may have queued or running at once; more get 429.
+    max_jobs_per_key: int = Field(4, ge=1)
+    # Filter conditions (metadata fields plus list items) in one request; more get 422.
+    max_filters: int = Field(32, ge=1)
+    # Characters of one chat message (history included); over it: 400.
+    max_message_chars: int = Field(8000, ge=1)
     # Largest POST /v1/documents body (all files together); larger uploads get 413.
     max_upload_mb: float = Field(100.0, gt=0)
     # Files in one POST /v1/documents request; more get 422.
@@ -290,6 +317,31 @@ class ServerSettings(Section):
         default_factory=lambda: [0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160],
         min_length=1,
     )
+
+
+class CollectionsSettings(Section):
+    """Several independent indexes served by one process (api/collections.py). The collection
+    "default" is index_dir itself, so a single-index set-up is unchanged; any other collection
+    <name> is the index directory <root>/<name>."""
+
+    # None means <index_dir>/collections.
+    root: Path | None = None
+    # Collections held open at once (their vectors are in memory); the least recently used one is
+    # closed to open another (a collection with a running upload job is never closed).
+    max_loaded: int = Field(8, ge=1)
+
+
+class SafetySettings(Section):
+    """Prompt-injection defences (rag/injection.py): retrieved text is data, not instructions."""
+
+    # What happens to a retrieved passage with instruction-like text aimed at the model:
+    # "exclude" (flagged and kept out of the prompt), "downweight" (flagged, its score multiplied
+    # by injection_downweight before the top-k cut), "flag" (flagged only) or "off".
+    injection: Literal["exclude", "downweight", "flag", "off"] = "exclude"
+    injection_downweight: float = Field(0.5, ge=0.0, le=1.0)
+    # An answer must address the question: below this answer relevance it is refused even when
+    # some passage contains its words ("HACKED" to a question about GIDs). 0 turns it off.
+    min_answer_relevance: float = Field(0.2, ge=0.0, le=1.0)
 
 
 class EvaluateSettings(Section):
@@ -352,6 +404,8 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     conversation: ConversationSettings = ConversationSettings()
     server: ServerSettings = ServerSettings()
+    collections: CollectionsSettings = CollectionsSettings()
+    safety: SafetySettings = SafetySettings()
     evaluate: EvaluateSettings = EvaluateSettings()
     metrics: MetricsSettings = MetricsSettings()
 
