@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from cli import eval as eval_cmd
-from cli import index, query, serve
+from cli import index, keys, query, serve
 
 app = typer.Typer(
     help=(
@@ -31,6 +31,7 @@ app.command()(index.documents)
 app.command()(index.info)
 app.command()(serve.serve)
 app.command("eval")(eval_cmd.eval_command)
+app.add_typer(keys.app, name="keys")
 
 if __name__ == "__main__":
     app()
