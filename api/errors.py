@@ -10,6 +10,7 @@ NotFoundError, RateLimitError)."""
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -43,7 +44,8 @@ STATUS: dict[type[RagError], int] = {
     UnsupportedModeError: 422,
 }
 INTERNAL = "internal server error; the server log has the details"
-OPENAI_PREFIXES = ("/v1/chat/", "/v1/models")  # routes whose errors have OpenAI's shape
+# Routes whose errors have OpenAI's shape, on the default collection and under a collection's prefix.
+OPENAI_PATHS = re.compile(r"/v1/(?:collections/[^/]+/)?(?:chat/|models(?:/|$))")
 # OpenAI's error ``type`` per status; other 4xx are invalid_request_error, 5xx server_error.
 OPENAI_TYPES = {
     401: "authentication_error",
@@ -72,7 +74,7 @@ class FieldError(HTTPException):
 
 def openai_shaped(path: str) -> bool:
     """Whether errors on ``path`` are answered in OpenAI's shape."""
-    return path.startswith(OPENAI_PREFIXES)
+    return OPENAI_PATHS.match(path) is not None
 
 
 def openai_error(status: int, message: str, param: str | None = None, code: str | None = None) -> dict:

@@ -85,6 +85,7 @@ class Job:
     summary: dict[str, Any] | None = None
     errors: list[dict[str, str]] = field(default_factory=list)
     error: str | None = None
+    owner: str = ""  # the key id (or client address) that submitted it; for per-key limits only
 
     @property
     def finished(self) -> bool:
@@ -113,7 +114,7 @@ class Job:
             UploadedFile.model_validate({**f, "path": uploads_dir(index_dir) / f["sha256"] / f["name"]})
             for f in record["files"]
         ]
-        fields = {k: v for k, v in record.items() if k not in ("files", "progress")}
+        fields = {k: v for k, v in record.items() if k not in ("files", "progress", "owner")}
         return cls(files=files, metadata={}, progress=record.get("progress") or {}, **fields)
 
 
@@ -171,11 +172,20 @@ class JobManager:
 
     Jobs embed with their own embedder instance, loaded on the first job: a Hugging Face fast
     tokenizer shared between the job thread and request threads can fail with "Already
-    borrowed", and a second copy of MiniLM costs ~90 MB.
+    borrowed", and a second copy of MiniLM costs ~90 MB. Several managers (one per collection)
+    may share that embedder: then they share ``run_lock`` too, so one job runs at a time.
     """
 
-    def __init__(self, settings: Settings, store: VectorStore, make_embedder: Callable[[], Embedder]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: VectorStore,
+        make_embedder: Callable[[], Embedder],
+        *,
+        run_lock: threading.Lock | None = None,
+    ) -> None:
         self.settings = settings
+        self._run_lock = run_lock or threading.Lock()
         self.store = store  # the server's: jobs write through it, and refresh it on commit
         self._make_embedder = make_embedder
         self._embedder: Embedder | None = None
@@ -190,8 +200,8 @@ class JobManager:
         self._thread = threading.Thread(target=self._run, name="ingest-jobs", daemon=True)
         self._thread.start()
 
-    def submit(self, files: list[UploadedFile], metadata: dict[str, dict[str, Any]]) -> Job:
-        job = Job(id=uuid.uuid4().hex, files=files, metadata=metadata)
+    def submit(self, files: list[UploadedFile], metadata: dict[str, dict[str, Any]], owner: str = "") -> Job:
+        job = Job(id=uuid.uuid4().hex, files=files, metadata=metadata, owner=owner)
         self._store.save(job)
         with self._lock:
             self._jobs[job.id] = job
@@ -202,6 +212,17 @@ class JobManager:
     def get(self, job_id: str) -> Job | None:
         with self._lock:
             return self._jobs.get(job_id)
+
+    def unfinished(self, owner: str) -> int:
+        """Queued or running jobs submitted by ``owner``."""
+        with self._lock:
+            return sum(1 for job in self._jobs.values() if job.owner == owner and not job.finished)
+
+    @property
+    def busy(self) -> bool:
+        """A job is queued or running."""
+        with self._lock:
+            return any(not job.finished for job in self._jobs.values())
 
     def recent(self) -> list[Job]:
         with self._lock:
@@ -275,23 +296,27 @@ class JobManager:
             job = self._queue.get()
             if job is None:
                 return
-            job.status, job.started_at = "running", utc_now()
+            with self._run_lock:  # stays "queued" while another collection's job runs
+                self._run_one(job)
+
+    def _run_one(self, job: Job) -> None:
+        job.status, job.started_at = "running", utc_now()
+        self._store.save(job)
+        try:
+            self._execute(job)
+        except RagError as exc:  # the index is locked, built with another model, ...
+            job.status, job.error = "failed", str(exc)
+        except Exception as exc:
+            log.exception("ingest job %s failed", job.id)
+            job.status = "failed"
+            job.error = f"internal error ({type(exc).__name__}: {exc}); see the server log"
+        finally:
+            job.finished_at = utc_now()
+            job.stage = None
+            self.store.refresh()
             self._store.save(job)
-            try:
-                self._execute(job)
-            except RagError as exc:  # the index is locked, built with another model, ...
-                job.status, job.error = "failed", str(exc)
-            except Exception as exc:
-                log.exception("ingest job %s failed", job.id)
-                job.status = "failed"
-                job.error = f"internal error ({type(exc).__name__}: {exc}); see the server log"
-            finally:
-                job.finished_at = utc_now()
-                job.stage = None
-                self.store.refresh()
-                self._store.save(job)
-                self._tidy_after(job)
-                self._forget_old()
+            self._tidy_after(job)
+            self._forget_old()
 
     def _tidy_after(self, job: Job) -> None:
         try:

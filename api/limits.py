@@ -9,13 +9,15 @@ by their route with their own, larger limit.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
 
-UPLOAD_PATH = "/v1/documents"
+# POST /v1/documents and POST /v1/collections/{name}/documents: uploads, counted by their route.
+UPLOAD_PATH = re.compile(r"/v1/(?:collections/[^/]+/)?documents")
 
 
 class BodyLimit:
@@ -26,7 +28,7 @@ class BodyLimit:
         self.limit_for = limit_for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (scope["method"] == "POST" and scope["path"] == UPLOAD_PATH):
+        if scope["type"] != "http" or (scope["method"] == "POST" and UPLOAD_PATH.fullmatch(scope["path"])):
             await self.app(scope, receive, send)
             return
         limit = self.limit_for(scope["path"])

@@ -12,10 +12,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from api.collections import Collection, Collections
 from api.gate import GenerationGate
+from api.keys import KeyRing
 from api.observability import ServiceMetrics
+from api.ratelimit import RateLimiter
 from rag.components import Components, build_components, build_generator
 from rag.config import Settings
+from rag.embedding import make_embedder
 from rag.pipeline import Pipeline
 from rag.protocols import Embedder, HealthChecked, VectorStore
 
@@ -25,9 +29,11 @@ log = logging.getLogger("rag.api")
 @dataclass
 class AppState:
     settings: Settings
-    components: Components
-    pipeline: Pipeline
+    components: Components  # the shared ones (embedder, generator, judge) and the default collection's
+    collections: Collections
     gate: GenerationGate
+    keys: KeyRing
+    limiter: RateLimiter
     generator_status: str = "loading"
     metrics: ServiceMetrics | None = field(default=None, repr=False)  # the app's; set by create_app
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -41,13 +47,25 @@ class AppState:
         components = components or build_components(settings)
         server = settings.server
         gate = GenerationGate(server.max_waiting_questions, server.typical_answer_s, server.request_timeout_s)
-        state = cls(settings, components, components.pipeline(), gate)
+        collections = Collections(settings, components, lambda: make_embedder(settings.embedding))
+        keys = KeyRing.from_settings(settings)
+        limiter = RateLimiter(server.rate_limit_per_s, server.rate_limit_burst)
+        state = cls(settings, components, collections, gate, keys, limiter)
         if components.generator is not None:
             state.generator_status = "ready"
             return state
         state._thread = threading.Thread(target=state._load_generator, name="generator-load", daemon=True)
         state._thread.start()
         return state
+
+    @property
+    def default(self) -> Collection:
+        return self.collections.default()
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The default collection's pipeline (what holds the generator for every collection)."""
+        return self.default.pipeline
 
     @property
     def store(self) -> VectorStore:
@@ -61,8 +79,7 @@ class AppState:
         try:
             generator = build_generator(self.settings)
             self.components = self.components.with_generator(generator)
-            self.pipeline.judge = self.components.judge
-            self.pipeline.generator = generator
+            self.collections.set_components(self.components)
             self.generator_status = "ready"
             log.info("generator ready: %s", generator.name)
         except Exception as exc:  # reported by /healthz and /v1/query, not fatal to search

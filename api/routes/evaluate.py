@@ -20,11 +20,11 @@ from dataclasses import asdict
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from api.cancel import raise_if_cancelled, run_cancellable
-from api.deps import State
+from api.deps import State, authenticate
 from api.schemas import QuestionText, question_over_limit
 from api.state import AppState
 from rag.config import EvaluateSettings
@@ -93,6 +93,7 @@ class EvaluateResponse(BaseModel):
 @router.post(
     "/v1/evaluate",
     response_model=EvaluateResponse,
+    dependencies=[Depends(authenticate)],  # any valid key once keys exist: it reads no collection
     summary="Score one answer against its contexts (faithfulness, relevance; correctness with a reference)",
     responses={422: {"description": "Invalid body, or over one of the `evaluate:` bounds (named)."}},
 )

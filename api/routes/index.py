@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
-from api.deps import State
+from api.deps import Reader, State
+from api.routing import CollectionRoutes
 from api.schemas import ErrorBody, IndexDetails
 from rag.errors import IndexMismatchError
 
-router = APIRouter(tags=["health"])
+router = CollectionRoutes(tags=["health"])
 
 
 @router.get(
-    "/v1/index",
+    "/index",
     response_model=IndexDetails,
     responses={503: {"model": ErrorBody, "description": "No index has been committed yet."}},
     summary="What the index was built with and what it holds",
 )
-def index_details(state: State) -> IndexDetails:
-    manifest = state.store.snapshot().manifest
+def index_details(state: State, collection: Reader) -> IndexDetails:
+    manifest = collection.store.snapshot().manifest
     embedder = state.embedder
     problem = None
     try:

@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import HTTPException
 
-from api.deps import Jobs, State
+from api.deps import Reader, State
+from api.routing import CollectionRoutes
 from api.schemas import ErrorBody, JobOut
 
-router = APIRouter(tags=["documents"])
+router = CollectionRoutes(tags=["documents"])
 
 
 @router.get(
-    "/v1/jobs/{job_id}",
+    "/jobs/{job_id}",
     response_model=JobOut,
     responses={404: {"model": ErrorBody}},
     summary="Progress and result of an upload job",
 )
-def get_job(job_id: str, jobs: Jobs, state: State) -> JobOut:
+def get_job(job_id: str, collection: Reader, state: State) -> JobOut:
     """`status` goes queued → running → succeeded or failed. While running, `stage` and
     `progress` say how far parse, embed and write have got; when finished, `summary` has the
     counts and `errors` one entry per file that could not be indexed (with the reason). A job
     whose files all failed is `failed`; one with some failures `succeeded` with `errors`. Jobs
     survive a restart; one that was unfinished when the server stopped is `failed`."""
-    job = jobs.get(job_id)
+    job = collection.jobs.get(job_id)
     if job is None:
         keep = state.settings.server.keep_jobs
         raise HTTPException(
@@ -33,6 +34,6 @@ def get_job(job_id: str, jobs: Jobs, state: State) -> JobOut:
     return JobOut(**job.public())
 
 
-@router.get("/v1/jobs", response_model=list[JobOut], summary="Recent upload jobs, newest first")
-def list_jobs(jobs: Jobs) -> list[JobOut]:
-    return [JobOut(**job.public()) for job in jobs.recent()]
+@router.get("/jobs", response_model=list[JobOut], summary="Recent upload jobs, newest first")
+def list_jobs(collection: Reader) -> list[JobOut]:
+    return [JobOut(**job.public()) for job in collection.jobs.recent()]

@@ -1,12 +1,14 @@
 """GET /metrics: the server's Prometheus metrics (api/observability.py), for a scraper.
 
-Open like /healthz: counts and timings only, no document text, question or key.
+Counts and timings only, no document text, question or key; still, once API keys are
+configured it needs one with ``*:admin`` (a scraper's key), since it spans every collection.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from api.deps import Admin
 from api.observability import PROMETHEUS_CONTENT_TYPE, ObservedApp
 
 router = APIRouter(tags=["health"])
@@ -19,6 +21,7 @@ class PrometheusText(Response):
 @router.get(
     "/metrics",
     response_class=PrometheusText,
+    dependencies=[Admin],
     responses={200: {"content": {PROMETHEUS_CONTENT_TYPE: {"schema": {"type": "string"}}}}},
     summary="Prometheus metrics (text format 0.0.4)",
 )
