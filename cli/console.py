@@ -42,9 +42,13 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def settings(config: Path | None, **overrides: Any) -> Settings:
-    """Settings from ``--config`` (passed as an argument: the environment is left alone) + flags."""
-    return run(lambda: load_settings(config_file=config, **overrides))
+def settings(config: Path | None, collection: str | None = None, **overrides: Any) -> Settings:
+    """Settings from ``--config`` (passed as an argument: the environment is left alone) + flags;
+    with ``collection``, index_dir is that collection's directory (rag.collections)."""
+    from rag.collections import settings_for
+
+    cfg = run(lambda: load_settings(config_file=config, **overrides))
+    return run(lambda: settings_for(cfg, collection)) if collection else cfg
 
 
 def progress(label: ProgressColumn, *extra: ProgressColumn, remaining: bool = False) -> Progress:

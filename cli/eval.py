@@ -14,6 +14,7 @@ from rich.progress import TextColumn
 from rich.table import Table
 
 from cli.console import console, fail, out, progress, run, settings
+from cli.options import CollectionOpt
 from rag.config import Settings
 from rag.errors import RagError
 
@@ -41,6 +42,7 @@ def eval_command(
             help="Index directory; needed for rows without contexts or answers, and --synthesize.",
         ),
     ] = None,
+    collection: CollectionOpt = None,
     judge: Annotated[
         str,
         typer.Option(
@@ -95,11 +97,15 @@ def eval_command(
         import torch
 
         torch.set_num_threads(threads)
-    cfg = settings(config, index_dir=str(index) if index else None)
+    cfg = settings(config, collection, index_dir=str(index) if index else None)
     if synthesize:
-        run(lambda: _synthesize(cfg, index, dataset, synthesize))
+        run(lambda: _synthesize(cfg, index or (cfg.index_dir if collection else None), dataset, synthesize))
         return
-    results = run(lambda: run_eval(cfg, dataset, out_dir, judge, index is not None, limit, baseline, fresh))
+    results = run(
+        lambda: run_eval(
+            cfg, dataset, out_dir, judge, index is not None or collection is not None, limit, baseline, fresh
+        )
+    )
     print_summary(results)
     failures = check_thresholds(results["aggregates"], thresholds)
     for f in failures:

@@ -13,7 +13,7 @@ from rich.progress import Progress, ProgressColumn, Task, TextColumn
 from rich.text import Text
 
 from cli.console import console, fail, out, progress, run, settings
-from cli.options import ConfigOpt, IndexOpt, JsonOpt
+from cli.options import CollectionOpt, ConfigOpt, IndexOpt, JsonOpt
 
 
 def ingest(
@@ -24,6 +24,7 @@ def ingest(
     ],
     index: IndexOpt = None,
     config: ConfigOpt = None,
+    collection: CollectionOpt = None,
     sync: Annotated[
         bool,
         typer.Option("--sync", help="Also delete indexed documents whose files are gone from these folders."),
@@ -49,6 +50,7 @@ def ingest(
 
     cfg = settings(
         config,
+        collection,
         index_dir=index,
         **{"chunking.chunk_tokens": chunk_tokens, "chunking.overlap_tokens": overlap_tokens},
     )
@@ -68,11 +70,12 @@ def delete(
     doc_ids: Annotated[list[str], typer.Argument(help="Document ids (see `rag documents`).")],
     index: IndexOpt = None,
     config: ConfigOpt = None,
+    collection: CollectionOpt = None,
 ) -> None:
     """Remove documents and all their chunks from the index."""
     from rag.components import build_store
 
-    cfg = settings(config, index_dir=index)
+    cfg = settings(config, collection, index_dir=index)
     # Deleting needs no embedding model: the writer takes the index's own identity.
     writer = run(lambda: build_store(cfg).writer())
     with writer:
@@ -86,11 +89,16 @@ def delete(
         raise typer.Exit(1)
 
 
-def documents(index: IndexOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+def documents(
+    index: IndexOpt = None,
+    config: ConfigOpt = None,
+    collection: CollectionOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """List the indexed documents: id, chunks, when indexed, metadata."""
     from rag.components import build_store
 
-    cfg = settings(config, index_dir=index)
+    cfg = settings(config, collection, index_dir=index)
     docs = run(lambda: build_store(cfg).snapshot().documents())
     if as_json:
         out.print_json(json.dumps(docs))
@@ -101,11 +109,11 @@ def documents(index: IndexOpt = None, config: ConfigOpt = None, as_json: JsonOpt
     console.print(f"{len(docs)} document(s) in {cfg.index_dir}")
 
 
-def info(index: IndexOpt = None, config: ConfigOpt = None) -> None:
+def info(index: IndexOpt = None, config: ConfigOpt = None, collection: CollectionOpt = None) -> None:
     """Show the index's manifest: version, embedding model, dimension, chunking, counts, times."""
     from rag.components import build_store
 
-    cfg = settings(config, index_dir=index)
+    cfg = settings(config, collection, index_dir=index)
     manifest = run(lambda: build_store(cfg).snapshot().manifest)
     out.print_json(manifest.model_dump_json())
 

@@ -14,6 +14,14 @@ IndexOpt = Annotated[
     Path | None,
     typer.Option("--index", "-i", help="Index directory (default: index_dir from config, ./index)."),
 ]
+CollectionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--collection",
+        help="Collection to use (default: `default`, which is the --index directory itself; "
+        "another NAME lives in <index>/collections/NAME, or collections.root/NAME).",
+    ),
+]
 ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="YAML config file (default: configs/default.yaml; env RAG_CONFIG)."),

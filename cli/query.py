@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from cli.console import console, out, run, settings
-from cli.options import ConfigOpt, IndexOpt, JsonOpt, ModeOpt, PrefixOpt, TopKOpt, WhereOpt, filters
+from cli.options import (
+    CollectionOpt,
+    ConfigOpt,
+    IndexOpt,
+    JsonOpt,
+    ModeOpt,
+    PrefixOpt,
+    TopKOpt,
+    WhereOpt,
+    filters,
+)
 from rag.errors import RagError
 
 
@@ -17,6 +28,7 @@ def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     index: IndexOpt = None,
     config: ConfigOpt = None,
+    collection: CollectionOpt = None,
     top_k: TopKOpt = None,
     where: WhereOpt = None,
     source_prefix: PrefixOpt = None,
@@ -29,7 +41,7 @@ def search(
     to see what meaning alone finds."""
     from rag.components import build_pipeline
 
-    cfg = settings(config, index_dir=index)
+    cfg = settings(config, collection, index_dir=index)
     pipeline = run(lambda: build_pipeline(cfg))
     chosen = filters(where, source_prefix)
     hits = run(lambda: pipeline.search(query, top_k, filters=chosen, mode=mode and mode.value))
@@ -63,6 +75,7 @@ def ask(
     question: Annotated[str, typer.Argument(help="A question about the indexed documents.")],
     index: IndexOpt = None,
     config: ConfigOpt = None,
+    collection: CollectionOpt = None,
     top_k: TopKOpt = None,
     where: WhereOpt = None,
     source_prefix: PrefixOpt = None,
@@ -70,6 +83,10 @@ def ask(
     server: Annotated[
         str | None,
         typer.Option(help="URL of a running `rag serve` (e.g. http://127.0.0.1:8000) to ask instead."),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="RAG_API_KEY", help="API key for --server (`rag keys create`); env RAG_API_KEY."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -82,10 +99,11 @@ def ask(
 
     chosen = filters(where, source_prefix)
     if server:
-        response = run(lambda: _ask_server(server, question, top_k, chosen, mode and mode.value))
+        request = _ServerQuestion(server, collection, api_key, question, top_k, chosen, mode and mode.value)
+        response = run(lambda: _ask_server(request))
     else:
         response = QueryResponse.from_answer(
-            _ask_local(question, index, config, top_k, chosen, mode and mode.value)
+            _ask_local(question, index, config, collection, top_k, chosen, mode and mode.value)
         )
     if as_json:
         out.print_json(response.model_dump_json())
@@ -103,11 +121,17 @@ def ask(
 
 
 def _ask_local(
-    question: str, index: Path | None, config: Path | None, top_k: int | None, chosen: Any, mode: str | None
+    question: str,
+    index: Path | None,
+    config: Path | None,
+    collection: str | None,
+    top_k: int | None,
+    chosen: Any,
+    mode: str | None,
 ) -> Any:
     from rag.components import build_generator, build_pipeline
 
-    cfg = settings(config, index_dir=index)
+    cfg = settings(config, collection, index_dir=index)
     pipeline = run(lambda: build_pipeline(cfg))
     with console.status("loading the generator…"):
         pipeline.generator = run(lambda: build_generator(cfg))
@@ -115,17 +139,31 @@ def _ask_local(
         return run(lambda: pipeline.answer(question, top_k, filters=chosen, mode=mode))
 
 
-def _ask_server(url: str, question: str, top_k: int | None, chosen: Any, mode: str | None) -> Any:
+@dataclass(frozen=True)
+class _ServerQuestion:
+    url: str
+    collection: str | None
+    api_key: str | None
+    question: str
+    top_k: int | None
+    chosen: Any
+    mode: str | None
+
+
+def _ask_server(q: _ServerQuestion) -> Any:
     """POST the question to a running `rag serve`; its errors become RagErrors with its message."""
     import httpx
 
     from api.schemas import QueryResponse
 
+    url = q.url
     try:
-        body: dict[str, Any] = {"question": question, "top_k": top_k, "mode": mode}
-        if chosen is not None:
-            body["filters"] = {"metadata": dict(chosen.metadata), "source_prefix": chosen.source_prefix}
-        r = httpx.post(url.rstrip("/") + "/v1/query", json=body, timeout=600)
+        body: dict[str, Any] = {"question": q.question, "top_k": q.top_k, "mode": q.mode}
+        if q.chosen is not None:
+            body["filters"] = {"metadata": dict(q.chosen.metadata), "source_prefix": q.chosen.source_prefix}
+        prefix = f"/v1/collections/{q.collection}" if q.collection else "/v1"
+        headers = {"Authorization": f"Bearer {q.api_key}"} if q.api_key else {}
+        r = httpx.post(url.rstrip("/") + prefix + "/query", json=body, headers=headers, timeout=600)
     except httpx.TransportError as exc:
         raise RagError(f"cannot reach {url} ({exc}); is `rag serve` running there?") from None
     if r.status_code != 200:
