@@ -110,7 +110,11 @@ def serve_process(
         stderr=subprocess.STDOUT,
         start_new_session=own_group,
     )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=client_timeout_s)
+    # The server's admin key, if it has one, goes with every request of this client: once a key
+    # is configured every read needs one too. Tests of refusals send their own Authorization.
+    admin = full_env.get("RAG_SERVER__ADMIN_API_KEY")
+    headers = {"Authorization": f"Bearer {admin}"} if admin else {}
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=client_timeout_s, headers=headers)
     try:
         _wait(client, proc, log, wait_for_generator, timeout_s)
         yield proc, client
@@ -167,22 +171,38 @@ def _wait(client: httpx.Client, proc: subprocess.Popen, log, want_generator: boo
     raise TimeoutError(f"rag serve not ready after {timeout_s} s")
 
 
-def upload(client: Any, files: dict[str, str], headers: dict[str, str]) -> str:
-    """POST text files (name -> content) to /v1/documents; returns the accepted job's id."""
+def upload(client: Any, files: dict[str, str], headers: dict[str, str], collection: str | None = None) -> str:
+    """POST text files (name -> content) to the documents route (of ``collection``, else the
+    default one); returns the accepted job's id."""
     r = client.post(
-        "/v1/documents", headers=headers, files=[("files", (n, t.encode())) for n, t in files.items()]
+        f"{prefix(collection)}/documents",
+        headers=headers,
+        files=[("files", (n, t.encode())) for n, t in files.items()],
     )
     assert r.status_code == 202, r.text
     return r.json()["job_id"]
 
 
-def wait_for_job(client: Any, job_id: str, timeout_s: float = 300) -> dict:
-    """Poll GET /v1/jobs/{id} (httpx.Client or FastAPI's TestClient) until the job has ended."""
+def wait_for_job(
+    client: Any,
+    job_id: str,
+    timeout_s: float = 300,
+    *,
+    collection: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict:
+    """Poll GET .../jobs/{id} (httpx.Client or FastAPI's TestClient) until the job has ended;
+    ``headers`` carry the key once the server has keys."""
     deadline = time.monotonic() + timeout_s
     job: dict = {}
     while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
+        job = client.get(f"{prefix(collection)}/jobs/{job_id}", headers=headers or {}).json()
         if job["status"] in ("succeeded", "failed"):
             return job
         time.sleep(0.2)
     raise TimeoutError(job)
+
+
+def prefix(collection: str | None) -> str:
+    """Where a collection's routes are: /v1 (default) or /v1/collections/<name>."""
+    return f"/v1/collections/{collection}" if collection else "/v1"

@@ -2,11 +2,9 @@
 and every route that takes a question checks the configured value (422 naming the setting).
 
 Only the routers under test are mounted on a tiny app (as tests/api/test_evaluate.py does): the
-check comes before any model or index is touched, so the stand-in state holds settings only."""
+check comes before any model or index is touched, so the stand-in state holds no models."""
 
 from __future__ import annotations
-
-from types import SimpleNamespace
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -14,14 +12,15 @@ from fastapi.testclient import TestClient
 from api.routes import evaluate, search
 from api.schemas import MAX_QUESTION_CHARS
 from rag.config import ServerSettings, load_settings
+from tests.api.conftest import stand_in_state
 
 
 def _client(max_question_chars: int) -> TestClient:
     app = FastAPI()
     app.include_router(evaluate.router)
-    app.include_router(search.router)
+    app.include_router(search.router.default)
     settings = load_settings(**{"server.max_question_chars": max_question_chars})
-    app.state.rag = SimpleNamespace(settings=settings)
+    app.state.rag = stand_in_state(settings)
     return TestClient(app)
 
 

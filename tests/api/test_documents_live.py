@@ -29,6 +29,7 @@ ENV = {
     "RAG_GENERATOR__BASE_URL": "http://127.0.0.1:9/v1",
     "RAG_SERVER__ADMIN_API_KEY": KEY,
     "RAG_SERVER__MAX_UPLOAD_MB": "5",
+    "RAG_SERVER__RATE_LIMIT_PER_S": "0",  # the hammer below asks as fast as it can, on purpose
 }
 QUERIES = ["which TCP port does the relay listen on", "how long are snapshots kept", "restore a single file"]
 BEFORE = {
@@ -71,7 +72,7 @@ def test_search_during_an_upload_job_is_never_mixed(server: tuple[httpx.Client, 
     stop = threading.Event()
 
     def hammer() -> None:
-        with httpx.Client(base_url=str(client.base_url), timeout=60) as c:
+        with httpx.Client(base_url=str(client.base_url), timeout=60, headers=AUTH) as c:
             n = 0
             while not stop.is_set():
                 try:

@@ -7,14 +7,13 @@ and ``settings``); the embedder itself is the real MiniLM."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.routes import evaluate
 from rag.config import EvaluateSettings, Settings
+from tests.api.conftest import stand_in_state
 
 CONTEXTS = [
     "The zephyr-relay daemon sends snapshots to a remote site. It listens on TCP port 7341 and "
@@ -27,7 +26,7 @@ CONTEXTS = [
 def client(embedder) -> TestClient:
     app = FastAPI()
     app.include_router(evaluate.router)
-    app.state.rag = SimpleNamespace(settings=Settings(), embedder=embedder)
+    app.state.rag = stand_in_state(Settings(), embedder=embedder)
     return TestClient(app)
 
 
@@ -88,7 +87,7 @@ def test_a_lowered_config_bound_is_enforced_and_named(embedder) -> None:
     app = FastAPI()
     app.include_router(evaluate.router)
     settings = Settings(evaluate=EvaluateSettings(max_contexts=1, max_context_sentences=2))
-    app.state.rag = SimpleNamespace(settings=settings, embedder=embedder)
+    app.state.rag = stand_in_state(settings, embedder=embedder)
     lowered = TestClient(app)
     body = {"question": "Which port?", "answer": "Port 7341.", "contexts": CONTEXTS}
     r = lowered.post("/v1/evaluate", json=body)
