@@ -11,10 +11,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
 from api import errors
 from api.gate import QueueHeaders
+from api.hosts import AllowedHosts
 from api.jobs import JobManager
 from api.limits import BodyLimit
 from api.observability import ObservedApp, ServiceMetrics
@@ -22,10 +24,14 @@ from api.routes import chat, documents, evaluate, health, index, jobs, metrics, 
 from api.schemas import ErrorBody, ValidationErrorBody
 from api.state import AppState
 from rag.components import Components
-from rag.config import Settings, load_settings
+from rag.config import ServerSettings, Settings, load_settings
 from rag.embedding import make_embedder
 
 EVALUATE_PATH = "/v1/evaluate"
+# What a browser page on an allowed origin may send and read (only with server.cors_origins set).
+CORS_METHODS = ["GET", "POST", "DELETE"]
+CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "X-Request-Id"]
+CORS_RESPONSE_HEADERS = ["Retry-After", "X-Request-Id", "X-Queue-Position", "X-Queue-Wait-Ms", "Location"]
 
 
 def create_app(settings: Settings | None = None, *, components: Components | None = None) -> FastAPI:
@@ -59,12 +65,27 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
 
     app.add_middleware(BodyLimit, limit_for=body_limit)
     app.add_middleware(QueueHeaders)  # X-Queue-Position / X-Queue-Wait-Ms on answers
+    _add_exposure_layers(app, server)
     routers = (query.router, search.router, evaluate.router, documents.router, jobs.router, index.router)
     for router in (*routers, health.router, metrics.router):
         app.include_router(router)
     app.include_router(chat.router)  # the OpenAI-compatible API (its own error shape)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _add_exposure_layers(app: FastAPI, server: ServerSettings) -> None:
+    """CORS only for the configured origins (none by default: no browser page may call the API),
+    and, outermost, the Host header check (api/hosts.py), which /healthz passes through too."""
+    if server.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=server.cors_origins,
+            allow_methods=CORS_METHODS,
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_RESPONSE_HEADERS,
+        )
+    app.add_middleware(AllowedHosts, allowed=server.allowed_hosts)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

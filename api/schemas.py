@@ -33,6 +33,59 @@ def question_over_limit(text: str, server: ServerSettings) -> str | None:
     )
 
 
+def message_over_limit(text: str, server: ServerSettings, where: str) -> str | None:
+    """A message naming the configured bound when the conversation message ``where`` (e.g.
+    ``history[2]``) is over it; None when within."""
+    limit = server.max_message_chars
+    if len(text) <= limit:
+        return None
+    return (
+        f"{where} is {len(text)} characters; the limit is {limit} (server.max_message_chars, env "
+        "RAG_SERVER__MAX_MESSAGE_CHARS): send a shorter message, or only the part that matters"
+    )
+
+
+def history_over_limit(history: list[HistoryMessage] | None, server: ServerSettings) -> str | None:
+    """``message_over_limit`` for the first over-long message of a /v1/query ``history``."""
+    for i, message in enumerate(history or []):
+        problem = message_over_limit(message.content, server, f"history[{i}].content")
+        if problem:
+            return problem
+    return None
+
+
+def filters_over_limit(filters: Filters | None, server: ServerSettings) -> str | None:
+    """A message naming the configured bound when ``filters.metadata`` holds more conditions
+    than it: each field, each list item and each nested value counts one (each is a comparison
+    against every document). None when within."""
+    limit = server.max_filters
+    metadata = filters.metadata if filters is not None else None
+    if not metadata or not _more_conditions_than(metadata, limit):
+        return None
+    return (
+        f"filters.metadata has more than {limit} conditions (fields, list items and nested values "
+        "counted one each); the limit is server.max_filters (env RAG_SERVER__MAX_FILTERS): send fewer "
+        "values, or split the request"
+    )
+
+
+def _more_conditions_than(metadata: dict[str, Any], limit: int) -> bool:
+    """Whether ``metadata`` holds more than ``limit`` values at any depth; counting stops there.
+
+    Iterative, so no nesting depth the body limit allows can exhaust the stack."""
+    pending: list[Any] = [metadata]
+    count = 0
+    while pending:
+        value = pending.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        for child in children:
+            count += 1
+            if count > limit:
+                return True
+            pending.append(child)
+    return False
+
+
 def _not_blank(v: str) -> str:
     if not v.strip():
         raise ValueError("is blank; send the text of a question")
@@ -106,8 +159,8 @@ class HistoryMessage(RequestModel):
     """One earlier turn of the conversation, oldest first."""
 
     role: Literal["user", "assistant"]
-    # Bounded by the request body limit (server.max_body_kb); the rewrite reads at most
-    # conversation.max_history_tokens of the history.
+    # Bounded by server.max_message_chars (history_over_limit, checked by the route) and the body
+    # limit (server.max_body_kb); the rewrite reads at most conversation.max_history_tokens of it.
     content: str = Field(min_length=1)
 
     def as_message(self) -> Message:
@@ -395,7 +448,10 @@ class UploadedFile(BaseModel):
     # The one upload type: jobs keep it with ``path`` (where it is stored; neither in the JSON
     # nor in the schema), JobAccepted and JobOut show it.
 
-    name: str = Field(description="The file name as sent: a plain base name (others are refused).")
+    name: str = Field(
+        description="The file name as stored: the base name of the one sent, without directories, "
+        "leading dots or control characters."
+    )
     document_id: str = Field(description="`uploads/<name>`: uploading the same name again updates it.")
     bytes: int
     sha256: str

@@ -46,9 +46,9 @@ from api.openai_schemas import (
     OpenAIErrorBody,
     RagInfo,
 )
-from api.schemas import Citation, question_over_limit
+from api.schemas import Citation, filters_over_limit, message_over_limit, question_over_limit
 from api.state import AppState
-from rag.config import Settings
+from rag.config import ServerSettings, Settings
 from rag.conversation import Rewrite, standalone_question
 from rag.pipeline import Answer, CheckedSentence
 from rag.protocols import GenerationParams, Message
@@ -70,7 +70,8 @@ def _error(description: str) -> dict[str, Any]:
 RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _error(
         "Invalid body: a blank or over-long question, a last message not from the user, "
-        "too many messages, an unsupported OpenAI parameter, an unknown field."
+        "too many or over-long messages, too many filter conditions, an unsupported OpenAI "
+        "parameter, an unknown field."
     ),
     404: _error("Unknown model (GET /v1/models lists them) or collection."),
     429: _error("Too many questions are waiting for the generator; retry after `Retry-After` seconds."),
@@ -194,8 +195,21 @@ def _turn(body: ChatCompletionRequest, settings: Settings) -> Turn:
         raise FieldError(
             400, f"messages: the last message is the question, and the {problem}", param="messages"
         )
+    _check_sizes(body, settings.server)
     history: list[Message] = [{"role": m.role, "content": m.text} for m in body.messages[:-1]]
     return Turn(question, history)
+
+
+def _check_sizes(body: ChatCompletionRequest, server: ServerSettings) -> None:
+    """Every message within server.max_message_chars, the filters within server.max_filters: a
+    400 naming the field, as OpenAI's own size errors do."""
+    for i, message in enumerate(body.messages):
+        problem = message_over_limit(message.text, server, f"messages[{i}]")
+        if problem:
+            raise FieldError(400, problem, param=f"messages[{i}]", code="message_too_long")
+    problem = filters_over_limit(body.filters, server)
+    if problem:
+        raise FieldError(400, problem, param="filters", code="too_many_filters")
 
 
 def _busy(exc: QueueFull) -> FieldError:

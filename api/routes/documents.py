@@ -83,7 +83,9 @@ WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def upload_documents(request: Request, response: Response, state: State, jobs: Jobs) -> JobAccepted:
     """Send `multipart/form-data` with one or more `files` parts and, optionally, a `metadata`
     field holding a JSON object keyed by file name (`{"a.pdf": {"team": "ops"}}`). Each file
-    becomes the document `uploads/<name>`: uploading the same name again updates it. The files
+    becomes the document `uploads/<name>`, the name reduced to its base name (no directories,
+    leading dots or control characters; `files` shows it): uploading the same name again updates
+    it. The files
     are indexed by a background job; poll `status_url` for progress and per-file errors.
     Queries keep being answered from the current index until the job commits."""
     limit = mib_to_bytes(state.settings.server.max_upload_mb)
@@ -329,27 +331,27 @@ class _MultipartReceiver:
 
 
 def _reduced_name(raw: str) -> str:
-    """The last path component, printable, without leading dots: never escapes uploads/."""
+    """The last path component (``/`` or ``\\``), printable characters only, without leading dots
+    or surrounding spaces: a single name that cannot be ``.``, ``..`` or hidden, so it never
+    leaves uploads/<sha256>/."""
     name = raw.replace("\\", "/").rsplit("/", 1)[-1]
-    return "".join(ch for ch in name if ch.isprintable()).strip().lstrip(".")
+    return "".join(ch for ch in name if ch.isprintable()).lstrip(". ").rstrip(" ")
 
 
 def _safe_name(raw: str) -> str:
-    """``raw`` itself when it is a plain base name, else 422.
+    """``raw`` reduced to a safe base name (``../../etc/passwd`` is ``passwd``, ``C:\\x\\a.pdf`` is
+    ``a.pdf``); 422 when nothing is left or it is over MAX_NAME_BYTES.
 
-    The name is the document id, so a name that would have to be changed to be safe is refused
-    rather than changed: "a/notes.md", "b/notes.md" and ".notes.md" would otherwise all become
-    the one document uploads/notes.md and silently replace each other.
-    """
+    Reduced rather than refused: browsers and SDKs may send a client-side path as the name. The
+    reduced name is the document id and what the response's ``files`` shows, so the client sees
+    which document it wrote; two files of one upload that reduce to the same name are refused by
+    ``_checked``."""
     name = _reduced_name(raw)
     if not name:
-        raise HTTPException(422, f"file name {raw!r} is empty once directories are removed; name the file")
-    if name != raw:
         raise HTTPException(
             422,
-            f"file name {raw!r} would be stored as {name!r}; send a plain file name without "
-            "directories, leading dots, surrounding spaces or control characters (rename it to "
-            f"{name!r} if that is the document you mean)",
+            f"file name {raw!r} is empty once directories, leading dots and control characters are "
+            "removed; send the file's own name, e.g. report.pdf",
         )
     if len(name.encode()) > MAX_NAME_BYTES:
         raise HTTPException(422, f"file name {name[:40]!r}... is over {MAX_NAME_BYTES} bytes; shorten it")

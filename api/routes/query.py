@@ -26,7 +26,15 @@ from api.deps import State, require_generator
 from api.errors import error_body, status_of
 from api.gate import QueueFull
 from api.observability import record_answer
-from api.schemas import ErrorBody, QueryRequest, QueryResponse, SentenceEvent, question_over_limit
+from api.schemas import (
+    ErrorBody,
+    QueryRequest,
+    QueryResponse,
+    SentenceEvent,
+    filters_over_limit,
+    history_over_limit,
+    question_over_limit,
+)
 from api.state import AppState
 from rag.conversation import standalone_question
 from rag.index.filters import SearchFilter
@@ -36,7 +44,11 @@ log = logging.getLogger("rag.api.query")
 router = APIRouter(tags=["answers"])
 
 RESPONSES = {
-    422: {"model": ErrorBody, "description": "Invalid body (e.g. blank or over-long question)."},
+    422: {
+        "model": ErrorBody,
+        "description": "Invalid body (e.g. a blank or over-long question or history message, too "
+        "many filter conditions).",
+    },
     429: {
         "model": ErrorBody,
         "description": "Too many questions are already waiting for the generator; retry after "
@@ -73,7 +85,13 @@ async def query(body: QueryRequest, state: State, request: Request) -> QueryResp
     similar enough or the draft is not supported by the chunks; citations name the chunks that
     support the answer. One answer is generated at a time; when `server.max_waiting_questions`
     are already waiting, the request gets 429 with `Retry-After`."""
-    problem = question_over_limit(body.question, state.settings.server) or _history_over_limit(state, body)
+    server = state.settings.server
+    problem = (
+        question_over_limit(body.question, server)
+        or _history_over_limit(state, body)
+        or history_over_limit(body.history, server)
+        or filters_over_limit(body.filters, server)
+    )
     if problem:
         raise HTTPException(422, problem)
     require_generator(state)  # after validation: a bad body is a 422 whatever the model's state

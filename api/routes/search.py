@@ -7,7 +7,14 @@ import time
 from fastapi import APIRouter, HTTPException
 
 from api.deps import State
-from api.schemas import ChunkOut, ErrorBody, SearchRequest, SearchResponse, question_over_limit
+from api.schemas import (
+    ChunkOut,
+    ErrorBody,
+    SearchRequest,
+    SearchResponse,
+    filters_over_limit,
+    question_over_limit,
+)
 
 router = APIRouter(tags=["search"])
 
@@ -21,7 +28,8 @@ router = APIRouter(tags=["search"])
 def search(body: SearchRequest, state: State) -> SearchResponse:
     """`filters` (metadata, source prefix) restrict the candidates before the top-k is taken.
     `index_version` names the one committed version all results come from."""
-    problem = question_over_limit(body.query, state.settings.server)
+    server = state.settings.server
+    problem = question_over_limit(body.query, server) or filters_over_limit(body.filters, server)
     if problem:
         raise HTTPException(422, problem)
     started = time.perf_counter()

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -23,6 +24,7 @@ from rag.index.writer import IndexWriter
 from tests.serving import wait_for_job
 
 KEY = "test-admin-key-0123456789"
+LOOPBACK = "http://127.0.0.1"  # TestClient's default Host, testserver, is not in server.allowed_hosts
 AUTH = {"Authorization": f"Bearer {KEY}"}
 RELAY = b"The zephyr-relay daemon listens on TCP port 7341 and resumes dropped transfers."
 RETENTION = b"Zephyr keeps daily snapshots for 14 days and weekly snapshots for 8 weeks."
@@ -43,7 +45,8 @@ def _settings(index_dir: Path, **extra: object) -> Settings:
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     index_dir = tmp_path_factory.mktemp("api") / "index"
-    with TestClient(create_app(_settings(index_dir, **{"server.admin_api_key": KEY}))) as c:
+    app = create_app(_settings(index_dir, **{"server.admin_api_key": KEY}))
+    with TestClient(app, base_url=LOOPBACK) as c:
         yield c
 
 
@@ -58,7 +61,7 @@ def _upload(client: TestClient, files: dict[str, bytes], metadata: dict | None =
 
 
 def test_writes_are_refused_without_a_configured_key(tmp_path: Path) -> None:
-    with TestClient(create_app(_settings(tmp_path / "index"))) as c:
+    with TestClient(create_app(_settings(tmp_path / "index")), base_url=LOOPBACK) as c:
         r = c.post("/v1/documents", headers=AUTH, files=[("files", ("a.md", RELAY))])
         assert r.status_code == 403 and "RAG_SERVER__ADMIN_API_KEY" in r.json()["error"]
         assert c.delete("/v1/documents/uploads/a.md", headers=AUTH).status_code == 403
@@ -115,7 +118,7 @@ def test_an_upload_without_content_length_is_counted_while_it_streams(
             None,
             "two files are named 'a.md'",
         ),
-        ([("files", ("..", RELAY))], None, None, "is empty once directories are removed"),
+        ([("files", ("..", RELAY))], None, None, "is empty once directories"),
         ([("files", ("a.md", RELAY))], {"metadata": "{oops"}, None, "metadata is not valid JSON"),
         ([("files", ("a.md", RELAY))], {"metadata": '["a.md"]'}, None, "keyed by file name"),
         (
@@ -271,23 +274,22 @@ def test_metadata_at_the_bounds_is_stored_and_returned(client: TestClient) -> No
     [
         ("a/memo.md", "memo.md"),
         ("b\\\\memo.md", "memo.md"),
+        ("C:\\x\\memo.md", "memo.md"),
         (".memo.md", "memo.md"),
         ("/etc/memo.md", "memo.md"),
         ("../../memo.md", "memo.md"),
         (" memo.md", "memo.md"),
     ],
 )
-def test_a_name_that_would_be_changed_is_refused(client: TestClient, raw: str, becomes: str) -> None:
-    """Regression: "a/notes.md", "b/notes.md" and ".notes.md" were all reduced to the one
-    document uploads/notes.md and silently replaced each other."""
+def test_a_name_is_reduced_to_its_base_name(client: TestClient, raw: str, becomes: str) -> None:
+    """Directories, leading dots and spaces are removed (issue 14: they were refused with 422);
+    the response and the document id show the name as stored."""
     r = client.post("/v1/documents", headers=AUTH, files=[("files", (raw, RELAY))])
-    assert r.status_code == 422, r.text
-    assert f"file name {raw!r} would be stored as {becomes!r}" in r.json()["error"]
-    assert not list((client.app.state.rag.settings.index_dir / "uploads").glob(f"*/{becomes}"))
+    _assert_stored_as(client, r, becomes)
 
 
-@pytest.mark.parametrize("raw", ["me\tmo.md", "memo.md\x00.txt", "\x1bmemo.md"])
-def test_control_characters_in_a_name_are_refused(client: TestClient, raw: str) -> None:
+@pytest.mark.parametrize("raw", ["me\tmo.md", "memo.md\x00", "\x1bmemo.md", "memo\x7f.md"])
+def test_control_characters_are_removed_from_a_name(client: TestClient, raw: str) -> None:
     boundary = "ctlboundary"
     body = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{raw}"\r\n\r\n'
@@ -295,14 +297,32 @@ def test_control_characters_in_a_name_are_refused(client: TestClient, raw: str) 
     ).encode()
     headers = AUTH | {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     r = client.post("/v1/documents", headers=headers, content=body)
-    assert r.status_code == 422, r.text
-    assert f"file name {raw!r} would be stored as" in r.json()["error"]
+    _assert_stored_as(client, r, "memo.md")
 
 
-@pytest.mark.parametrize("raw", ["..", ".", "a/", "/"])
+def _assert_stored_as(client: TestClient, accepted: httpx.Response, name: str) -> None:
+    """The upload was accepted as uploads/<name>, indexed under that id, and its file stored as
+    <index>/uploads/<sha256>/<name>; the document is deleted again for the next test."""
+    assert accepted.status_code == 202, accepted.text
+    [file] = accepted.json()["files"]
+    assert (file["name"], file["document_id"]) == (name, f"uploads/{name}")
+    assert wait_for_job(client, accepted.json()["job_id"], headers=AUTH)["status"] == "succeeded"
+    assert client.get(f"/v1/documents/uploads/{name}", headers=AUTH).status_code == 200
+    uploads = client.app.state.rag.settings.index_dir / "uploads"
+    assert [p.relative_to(uploads).parts[1:] for p in uploads.glob(f"*/{name}")] == [(name,)]
+    assert client.delete(f"/v1/documents/uploads/{name}", headers=AUTH).status_code == 200
+
+
+@pytest.mark.parametrize("raw", ["..", ".", "a/", "/", "...", "a/. ."])
 def test_names_with_nothing_left_are_refused(client: TestClient, raw: str) -> None:
     r = client.post("/v1/documents", headers=AUTH, files=[("files", (raw, RELAY))])
-    assert r.status_code == 422 and "empty once directories are removed" in r.json()["error"]
+    assert r.status_code == 422 and "is empty once directories" in r.json()["error"]
+
+
+def test_two_names_that_reduce_to_one_are_refused(client: TestClient) -> None:
+    files = [("files", ("a/memo.md", RELAY)), ("files", ("b/memo.md", RETENTION))]
+    r = client.post("/v1/documents", headers=AUTH, files=files)
+    assert r.status_code == 422 and "two files are named 'memo.md'" in r.json()["error"]
 
 
 def test_two_failed_uploads_of_one_name_leave_no_copy(tmp_path: Path) -> None:
@@ -311,7 +331,7 @@ def test_two_failed_uploads_of_one_name_leave_no_copy(tmp_path: Path) -> None:
 
     The index's writer lock is held while both are submitted, so both are queued at once."""
     settings = _settings(tmp_path / "index", **{"server.admin_api_key": KEY})
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url=LOOPBACK) as c:
         assert _upload(c, {"seed.md": RELAY})["status"] == "succeeded"
         with IndexWriter.for_existing(settings.index_dir):
             ids = []

@@ -135,7 +135,7 @@ def test_health_names_a_damaged_index_file(index_copy: Settings, name: str) -> N
     path = _live_file(index_copy, name)
     path.chmod(0o644)
     path.write_bytes(b"this is not what the file should hold" * 100)
-    with TestClient(create_app(index_copy)) as client:
+    with TestClient(create_app(index_copy), base_url="http://127.0.0.1") as client:
         r = client.get("/healthz")
         assert r.status_code == 200, r.text
         h = r.json()
@@ -152,7 +152,7 @@ def test_an_unexpected_error_is_a_json_500(index_copy: Settings) -> None:
     def boom() -> None:  # a stand-in for any bug: the handler, not the route, is under test
         raise RuntimeError("secret internals")
 
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False, base_url="http://127.0.0.1") as client:
         r = client.get("/boom")
     assert r.status_code == 500
     assert r.json() == {"error": "internal server error; the server log has the details"}

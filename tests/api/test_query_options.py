@@ -38,7 +38,7 @@ def client_and_generator(
 ) -> Iterator[tuple[TestClient, RecordingGenerator]]:
     generator = RecordingGenerator("The zephyr-relay daemon listens on TCP port 7341.")
     components = build_components(built_index, embedder=embedder, generator=generator)
-    with TestClient(create_app(built_index, components=components)) as client:
+    with TestClient(create_app(built_index, components=components), base_url="http://127.0.0.1") as client:
         yield client, generator
 
 

@@ -41,7 +41,7 @@ def read_events(response: httpx.Response) -> list[tuple[str, dict]]:
 @pytest.fixture
 def client(built_index: Settings, embedder: Embedder) -> Iterator[TestClient]:
     components = build_components(built_index, embedder=embedder, generator=ScriptedGenerator(*DRAFT))
-    with TestClient(create_app(built_index, components=components)) as c:
+    with TestClient(create_app(built_index, components=components), base_url="http://127.0.0.1") as c:
         yield c
 
 
