@@ -17,15 +17,13 @@ from fastapi.openapi.utils import get_openapi
 from api import errors
 from api.gate import QueueHeaders
 from api.hosts import AllowedHosts
-from api.jobs import JobManager
 from api.limits import BodyLimit
 from api.observability import ObservedApp, ServiceMetrics
-from api.routes import chat, documents, evaluate, health, index, jobs, metrics, query, search
+from api.routes import chat, collections, documents, evaluate, health, index, jobs, metrics, query, search
 from api.schemas import ErrorBody, ValidationErrorBody
 from api.state import AppState
 from rag.components import Components
 from rag.config import ServerSettings, Settings, load_settings
-from rag.embedding import make_embedder
 
 EVALUATE_PATH = "/v1/evaluate"
 # What a browser page on an allowed origin may send and read (only with server.cors_origins set).
@@ -44,9 +42,9 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.rag = AppState.start(settings, components)
         app.state.rag.metrics = service_metrics
-        app.state.jobs = JobManager(settings, app.state.rag.store, lambda: make_embedder(settings.embedding))
+        app.state.rag.collections.default()  # opened at start: its jobs recover now, not at the first request
         yield
-        app.state.jobs.close()
+        app.state.rag.collections.close()
 
     service_metrics = ServiceMetrics(settings.server.latency_buckets_s)  # this app's registry
     app = ObservedApp(
@@ -66,10 +64,15 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
     app.add_middleware(BodyLimit, limit_for=body_limit)
     app.add_middleware(QueueHeaders)  # X-Queue-Position / X-Queue-Wait-Ms on answers
     _add_exposure_layers(app, server)
-    routers = (query.router, search.router, evaluate.router, documents.router, jobs.router, index.router)
-    for router in (*routers, health.router, metrics.router):
+    # A collection's routes twice (api/routing.py): /v1/... is the default collection,
+    # /v1/collections/{name}/... any; the OpenAI-compatible API has its own error shape.
+    per_collection = (query.router, search.router, documents.router, jobs.router, index.router, chat.router)
+    for routes in per_collection:
+        app.include_router(routes.default)
+    for routes in per_collection:
+        app.include_router(routes.scoped)
+    for router in (collections.router, evaluate.router, health.router, metrics.router):
         app.include_router(router)
-    app.include_router(chat.router)  # the OpenAI-compatible API (its own error shape)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -110,9 +113,21 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 "413", _error_response("The body is over the route's size limit.", ErrorBody)
             )
         responses.setdefault("500", _error_response("Unexpected server error (logged).", ErrorBody))
+        if operation.get("operationId", "").startswith("healthz"):
+            continue  # liveness: no key, no rate limit
+        for status, text in ACCESS_ERRORS.items():
+            responses.setdefault(status, _error_response(text, ErrorBody))
     chat.document_errors(schema)
     app.openapi_schema = schema
     return schema
+
+
+# What any route but /healthz may answer once API keys exist (api/deps.py), and the rate limit.
+ACCESS_ERRORS = {
+    "401": "Missing, unknown, expired or revoked API key (once any key is configured).",
+    "403": "The key has no grant for this (collection, scope).",
+    "429": "Over server.rate_limit_per_s for this key or address; retry after `Retry-After` seconds.",
+}
 
 
 def _operations(schema: dict[str, Any]) -> list[dict[str, Any]]:

@@ -18,10 +18,11 @@ A collection with unfinished jobs is never closed, so its jobs always finish and
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from api.jobs import JobManager
 from rag import collections
@@ -107,6 +108,20 @@ class Collections:
                 c.pipeline.generator = components.generator
                 c.pipeline.judge = components.judge
 
+    def forget_if_empty(self, name: str) -> None:
+        """Remove collection ``name`` again when it holds nothing: no committed index and no job.
+        An upload that creates a collection and then fails (a bad body, a refused name) must not
+        leave an empty collection behind."""
+        with self._lock:
+            found = self._loaded.get(name)
+            if name == DEFAULT_COLLECTION or found is None or found.jobs.recent():
+                return
+            if collections.has_index(self.settings, name):
+                return
+            found.jobs.close()
+            del self._loaded[name]
+            shutil.rmtree(collections.collection_dir(self.settings, name), ignore_errors=True)
+
     def unfinished_jobs(self, owner: str) -> int:
         """Queued or running upload jobs of ``owner`` (a key id or a client address), in every
         collection: collections with unfinished jobs are never closed, so none is missed."""
@@ -155,6 +170,4 @@ class Collections:
 
 def _with_shared(own: Components, shared: Components) -> Components:
     """A collection's components (its store, retriever, cache) with the shared generator and judge."""
-    from dataclasses import replace
-
     return replace(own, generator=shared.generator, judge=shared.judge)

@@ -33,7 +33,7 @@ from rag.errors import (
 log = logging.getLogger("rag.api")
 
 STATUS: dict[type[RagError], int] = {
-    IndexNotFoundError: 503,
+    IndexNotFoundError: 404,  # the collection holds no committed index (yet): nothing to find
     IndexCorruptError: 503,
     IndexMismatchError: 500,
     IndexLockedError: 409,
@@ -92,10 +92,20 @@ def status_of(exc: BaseException) -> int:
     return 500
 
 
+# IndexNotFoundError's own message names the index directory: right on the CLI, but the server's
+# disk layout is none of an HTTP client's business (see api/public_ids.py).
+NO_INDEX = (
+    "no index has been committed to this collection yet: upload documents to it (POST .../documents) "
+    "or run `rag ingest PATH` (`--collection NAME` for a named collection) on the server"
+)
+
+
 def error_body(exc: BaseException) -> str:
     """The ``error`` message for an exception; internals of unexpected ones are not shown."""
     if isinstance(exc, HTTPException):
         return str(exc.detail)
+    if isinstance(exc, IndexNotFoundError):
+        return NO_INDEX
     if isinstance(exc, RagError):
         return str(exc)
     return INTERNAL

@@ -525,3 +525,16 @@ class ValidationErrorBody(BaseModel):
 
     error: str
     detail: list[Problem]
+
+
+class CollectionOut(BaseModel):
+    name: str
+    index_version: int | None = Field(description="null while the collection has no committed index.")
+    documents: int
+    chunks: int
+
+
+class CollectionList(BaseModel):
+    """The collections the caller's key may read (every collection when no key is configured)."""
+
+    collections: list[CollectionOut]

@@ -24,13 +24,15 @@ from pathlib import PurePath
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import Depends, HTTPException, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.cancel import ClientDisconnected, raise_if_cancelled, run_cancellable
-from api.deps import State, require_generator
-from api.errors import FieldError, error_body, openai_error, status_of
+from api.collections import Collection
+from api.deps import Caller, State, authenticate, authorize, require_generator
+from api.errors import FieldError, error_body, openai_error, openai_shaped, status_of
 from api.gate import QueueFull
+from api.keys import Principal
 from api.observability import record_answer
 from api.openai_schemas import (
     AssistantMessage,
@@ -49,17 +51,16 @@ from api.openai_schemas import (
 from api.schemas import Citation, filters_over_limit, message_over_limit, question_over_limit
 from api.state import AppState
 from rag.config import ServerSettings, Settings
+from rag.collections import DEFAULT_COLLECTION
 from rag.conversation import Rewrite, standalone_question
 from rag.pipeline import Answer, CheckedSentence
 from rag.protocols import GenerationParams, Message
 
 log = logging.getLogger("rag.api.chat")
-router = APIRouter(tags=["openai"])
+router = CollectionRoutes(tags=["openai"])
 
 OWNER = "rag-service"
-DEFAULT_COLLECTION = "default"  # the server's one index
 STARTED = int(time.time())  # the models' "created": when this process loaded the routes
-PATHS = ("/v1/chat/completions", "/v1/models", "/v1/models/{model}")
 _END = object()  # what next() returns from a finished answer stream
 
 
@@ -73,10 +74,10 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
         "too many or over-long messages, too many filter conditions, an unsupported OpenAI "
         "parameter, an unknown field."
     ),
-    404: _error("Unknown model (GET /v1/models lists them) or collection."),
     429: _error("Too many questions are waiting for the generator; retry after `Retry-After` seconds."),
     502: _error("A remote generator failed or is unreachable."),
-    503: _error("No index yet, or the generator is still loading."),
+    404: _error("Unknown model (GET /v1/models lists them) or collection, or no index in it yet."),
+    503: _error("The generator is still loading, or an index file is damaged."),
     504: _error("The answer took longer than server.request_timeout_s; its generation was stopped."),
 }
 
@@ -111,7 +112,12 @@ def served_model(settings: Settings, name: str) -> str:
     return name
 
 
-@router.get("/v1/models", response_model=ModelList, summary="The models a chat request may name")
+@router.get(
+    "/models",
+    response_model=ModelList,
+    dependencies=[Depends(authenticate)],
+    summary="The models a chat request may name",
+)
 async def list_models(state: State) -> ModelList:
     """The configured generator(s), in OpenAI's list shape."""
     return ModelList(
@@ -120,9 +126,10 @@ async def list_models(state: State) -> ModelList:
 
 
 @router.get(
-    "/v1/models/{model:path}",
+    "/models/{model:path}",
     response_model=ModelCard,
     responses={404: _error("Unknown model.")},
+    dependencies=[Depends(authenticate)],
     summary="One model",
 )
 async def get_model(model: str, state: State) -> ModelCard:
@@ -133,7 +140,7 @@ async def get_model(model: str, state: State) -> ModelCard:
 
 
 @router.post(
-    "/v1/chat/completions",
+    "/chat/completions",
     response_model=ChatCompletion,
     responses={
         **RESPONSES,
@@ -146,7 +153,7 @@ async def get_model(model: str, state: State) -> ModelCard:
     summary="Answer the last question of a conversation (OpenAI chat protocol)",
 )
 async def chat_completions(
-    body: ChatCompletionRequest, state: State, request: Request
+    body: ChatCompletionRequest, state: State, caller: Caller, request: Request
 ) -> ChatCompletion | EventSourceResponse:
     """A grounded answer to the last (user) message, in OpenAI's chat format. A follow-up is
     rewritten into a standalone question first (`rag.question` says what was searched); the
@@ -154,25 +161,22 @@ async def chat_completions(
     `refused` is true. Retrieval options (`top_k`, `filters`, `mode`, `collection`, `cache`) go in
     the body beside OpenAI's fields (the SDK's `extra_body`)."""
     model = served_model(state.settings, body.model)
-    if body.collection not in (None, DEFAULT_COLLECTION):
-        raise FieldError(
-            404,
-            f"no collection {body.collection!r}; this server has one: {DEFAULT_COLLECTION!r}",
-            param="collection",
-            code="collection_not_found",
-        )
+    collection = _collection(state, caller, body, request)
     turn = _turn(body, state.settings)
     require_generator(state)  # after validation: a bad body is a 400 whatever the model's state
     gate = state.gate
     if gate.busy and gate.waiting >= gate.max_waiting:
         raise _busy(QueueFull(gate.waiting, gate.retry_after_s()))
     if body.stream:
-        return EventSourceResponse(_chunks(state, body, turn, model), ping=state.settings.server.sse_ping_s)
+        chunks = _chunks(state, collection, body, turn, model)
+        return EventSourceResponse(chunks, ping=state.settings.server.sse_ping_s)
     try:
         async with gate.slot():
             if await request.is_disconnected():  # left while waiting: don't even start
                 raise ClientDisconnected
-            rewrite, answer = await run_cancellable(request, lambda cancel: _reply(state, body, turn, cancel))
+            rewrite, answer = await run_cancellable(
+                request, lambda cancel: _reply(state, collection, body, turn, cancel)
+            )
     except QueueFull as exc:
         raise _busy(exc) from None
     record_answer(state, answer)
@@ -213,6 +217,29 @@ def _check_sizes(body: ChatCompletionRequest, server: ServerSettings) -> None:
 
 
 def _busy(exc: QueueFull) -> FieldError:
+def _collection(
+    state: AppState, caller: Principal | None, body: ChatCompletionRequest, request: Request
+) -> Collection:
+    """The collection to answer from: the path's (/v1/collections/{name}/chat/completions, for an
+    SDK whose base_url is /v1/collections/{name}), else the body's ``collection``, else the
+    default; the two may not disagree. Errors in OpenAI's shape, naming the field."""
+    path = request.path_params.get("collection")
+    if path is not None and body.collection not in (None, path):
+        raise FieldError(
+            400,
+            f"collection {body.collection!r} in the body disagrees with {path!r} in the path; send one",
+            param="collection",
+        )
+    name = path or body.collection or DEFAULT_COLLECTION
+    try:
+        return authorize(state, caller, name, "read", request)
+    except HTTPException as exc:
+        code = {401: "invalid_api_key", 403: "permission_denied", 404: "collection_not_found"}.get(
+            exc.status_code
+        )
+        raise FieldError(exc.status_code, str(exc.detail), param="collection", code=code) from None
+
+
     headers = {"Retry-After": str(exc.retry_after_s)}
     return FieldError(429, str(exc), code="rate_limit_exceeded", headers=headers)
 
@@ -226,28 +253,29 @@ def _rewrite(state: AppState, turn: Turn) -> Rewrite:
 
 
 def _answer_stream(
-    state: AppState, body: ChatCompletionRequest, question: str
+    collection: Collection, body: ChatCompletionRequest, question: str
 ) -> Iterator[str | CheckedSentence | Answer]:
     """Everything as it happens (Pipeline.events): draft pieces (UNCHECKED: never sent, but a
     point between tokens to notice a departed client), checked sentences, then the Answer."""
-    return state.pipeline.events(
+    pipeline = collection.pipeline
+    return pipeline.events(
         question,
         body.top_k,
         filters=body.filters.to_filter() if body.filters else None,
-        params=_params(state, body),
+        params=body.params(pipeline.default_params()),
         use_cache=body.cache,
         mode=body.mode,
     )
 
 
 def _reply(
-    state: AppState, body: ChatCompletionRequest, turn: Turn, cancel: threading.Event
+    state: AppState, collection: Collection, body: ChatCompletionRequest, turn: Turn, cancel: threading.Event
 ) -> tuple[Rewrite, Answer]:
     """Runs in a worker thread: rewrite, then answer; stops between tokens once ``cancel`` is
     set (the client left, or the slot's deadline passed)."""
     rewrite = _rewrite(state, turn)
     raise_if_cancelled(cancel)
-    stream = _answer_stream(state, body, rewrite.question)
+    stream = _answer_stream(collection, body, rewrite.question)
     try:
         for item in stream:
             raise_if_cancelled(cancel)
@@ -329,7 +357,7 @@ class _Frame:
 
 
 async def _chunks(
-    state: AppState, body: ChatCompletionRequest, turn: Turn, model: str
+    state: AppState, collection: Collection, body: ChatCompletionRequest, turn: Turn, model: str
 ) -> AsyncIterator[ServerSentEvent]:
     """The role chunk at once, then one chunk per checked sentence, the closing chunks and
     ``[DONE]``; a failure after the start is a chunk with OpenAI's error body (the SDK raises it).
@@ -341,7 +369,7 @@ async def _chunks(
     try:
         async with state.gate.slot() as ticket:
             rewrite = await anyio.to_thread.run_sync(_rewrite, state, turn)
-            stream = _answer_stream(state, body, rewrite.question)
+            stream = _answer_stream(collection, body, rewrite.question)
             shown = False
             try:
                 while (item := await anyio.to_thread.run_sync(next, stream, _END)) is not _END:
@@ -419,8 +447,10 @@ def document_errors(schema: dict[str, Any]) -> None:
         components.update(components[model.__name__].pop("$defs", {}))
     ref = {"$ref": f"#/components/schemas/{OpenAIErrorBody.__name__}"}
     error = {"content": {"application/json": {"schema": ref}}}
-    for path in PATHS:
-        for operation in schema.get("paths", {}).get(path, {}).values():
+    for path, item in schema.get("paths", {}).items():
+        if not openai_shaped(path):
+            continue
+        for operation in item.values():
             responses = operation.setdefault("responses", {})
             invalid = responses.pop("422", None)
             if invalid is not None:

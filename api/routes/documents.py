@@ -18,20 +18,24 @@ from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 from urllib.parse import unquote
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import HTTPException, Query, Request, Response
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Admin, Jobs, State
+from api.collections import Collection
+from api.deps import Caller, Reader, State, Uploader, Writer, owner_of
 from api.jobs import INCOMING, UploadedFile, uploads_dir
+from api.keys import Principal
 from api.public_ids import UPLOAD_PREFIX, public_id, stored_id
+from api.routing import CollectionRoutes
 from api.schemas import DocumentDeleted, DocumentList, DocumentOut, ErrorBody, JobAccepted
+from api.state import AppState
 from rag.errors import IndexNotFoundError
 from rag.metadata import MetadataError, MetadataLimits, check_metadata
 from rag.units import format_mib, mib_to_bytes
 
-router = APIRouter(tags=["documents"])
+router = CollectionRoutes(tags=["documents"])
 
 MAX_FIELD_BYTES = 1024 * 1024  # the `metadata` form field
 MAX_NAME_BYTES = 255
@@ -41,18 +45,24 @@ LIMIT_HINT = "server.max_upload_mb (env RAG_SERVER__MAX_UPLOAD_MB)"
 CLOSE = {"Connection": "close"}
 
 WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "Missing or wrong admin API key."},
-    403: {"model": ErrorBody, "description": "No admin API key is configured: writes are disabled."},
+    401: {"model": ErrorBody, "description": "Missing, unknown, expired or revoked API key."},
+    403: {
+        "model": ErrorBody,
+        "description": "The key has no `write` grant on the collection, or no key is configured: "
+        "writes are disabled.",
+    },
 }
+# How long a client over server.max_jobs_per_key is told to wait: about one small upload's job.
+JOBS_RETRY_AFTER_S = 5
 
 
 @router.post(
-    "/v1/documents",
+    "/documents",
     status_code=202,
     response_model=JobAccepted,
-    dependencies=[Admin],
     responses={
         **WRITE_RESPONSES,
+        429: {"model": ErrorBody, "description": "The key has server.max_jobs_per_key unfinished jobs."},
         400: {"model": ErrorBody, "description": "The multipart body is malformed."},
         413: {"model": ErrorBody, "description": "The upload is over server.max_upload_mb."},
         422: {"model": ErrorBody, "description": "No files, bad file names or bad metadata."},
@@ -80,20 +90,36 @@ WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
         }
     },
 )
-async def upload_documents(request: Request, response: Response, state: State, jobs: Jobs) -> JobAccepted:
+async def upload_documents(
+    request: Request, response: Response, state: State, collection: Uploader, caller: Caller
+) -> JobAccepted:
     """Send `multipart/form-data` with one or more `files` parts and, optionally, a `metadata`
     field holding a JSON object keyed by file name (`{"a.pdf": {"team": "ops"}}`). Each file
     becomes the document `uploads/<name>`, the name reduced to its base name (no directories,
     leading dots or control characters; `files` shows it): uploading the same name again updates
     it. The files
     are indexed by a background job; poll `status_url` for progress and per-file errors.
-    Queries keep being answered from the current index until the job commits."""
+    Queries keep being answered from the current index until the job commits. The first upload
+    to `/v1/collections/{collection}/documents` creates that collection."""
+    try:
+        return await _upload(request, response, state, collection, caller)
+    except BaseException:
+        state.collections.forget_if_empty(collection.name)  # a refused first upload creates nothing
+        raise
+
+
+async def _upload(
+    request: Request, response: Response, state: AppState, collection: Collection, caller: Principal | None
+) -> JobAccepted:
+    jobs, index_dir = collection.jobs, collection.settings.index_dir
+    owner = owner_of(request, caller)
+    _check_job_quota(state, owner)
     limit = mib_to_bytes(state.settings.server.max_upload_mb)
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
         raise HTTPException(413, _too_large(int(length), limit), headers=CLOSE)
     boundary = _boundary(request.headers.get("content-type", ""))
-    incoming = uploads_dir(state.settings.index_dir) / INCOMING / uuid.uuid4().hex
+    incoming = uploads_dir(index_dir) / INCOMING / uuid.uuid4().hex
     incoming.mkdir(parents=True)
     receiver = _MultipartReceiver(boundary, incoming, limit, state.settings.server.max_upload_files)
     try:
@@ -108,8 +134,8 @@ async def upload_documents(request: Request, response: Response, state: State, j
         limits = MetadataLimits.from_settings(state.settings.server)
         metadata = _metadata(receiver.fields.get("metadata"), [p.filename or "" for p in parts], limits)
         with jobs.files_lock:  # no tidy between a file's arrival and its job's submission
-            files = [_store(part, state.settings.index_dir) for part in parts]
-            job = jobs.submit(files, metadata)
+            files = [_store(part, index_dir) for part in parts]
+            job = jobs.submit(files, metadata, owner)
     except _TooLarge as exc:
         raise HTTPException(413, _too_large(exc.seen, limit, streamed=True), headers=CLOSE) from None
     except FormParserError as exc:
@@ -117,20 +143,20 @@ async def upload_documents(request: Request, response: Response, state: State, j
     finally:
         receiver.close()
         shutil.rmtree(incoming, ignore_errors=True)
-    status_url = str(request.url_for("get_job", job_id=job.id).path)
+    status_url = _collection_prefix(request) + f"/jobs/{job.id}"
     response.headers["Location"] = status_url
     return JobAccepted(job_id=job.id, status=job.status, status_url=status_url, files=files)
 
 
-@router.get("/v1/documents", response_model=DocumentList, summary="List indexed documents")
+@router.get("/documents", response_model=DocumentList, summary="List indexed documents")
 def list_documents(
-    state: State,
+    collection: Reader,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     # SQLite's OFFSET is a signed 64-bit integer; a larger value is a 422, not an overflow (500).
     offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
 ) -> DocumentList:
     try:
-        snapshot = state.store.snapshot()
+        snapshot = collection.store.snapshot()
     except IndexNotFoundError:
         return DocumentList(index_version=None, total=0, documents=[])
     docs = snapshot.documents(limit=limit, offset=offset)
@@ -142,14 +168,14 @@ def list_documents(
 
 
 @router.get(
-    "/v1/documents/{doc_id:path}",
+    "/documents/{doc_id:path}",
     response_model=DocumentOut,
     responses={404: {"model": ErrorBody}},
     summary="One document: source, chunks, hash, metadata",
 )
-def get_document(doc_id: str, state: State) -> DocumentOut:
+def get_document(doc_id: str, collection: Reader) -> DocumentOut:
     """`doc_id` is the public id that listings, hits and citations show."""
-    snapshot = state.store.snapshot()
+    snapshot = collection.store.snapshot()
     stored = stored_id(snapshot, doc_id)
     doc = snapshot.document(stored) if stored is not None else None
     if doc is None:
@@ -158,9 +184,8 @@ def get_document(doc_id: str, state: State) -> DocumentOut:
 
 
 @router.delete(
-    "/v1/documents/{doc_id:path}",
+    "/documents/{doc_id:path}",
     response_model=DocumentDeleted,
-    dependencies=[Admin],
     responses={
         **WRITE_RESPONSES,
         404: {"model": ErrorBody},
@@ -168,12 +193,12 @@ def get_document(doc_id: str, state: State) -> DocumentOut:
     },
     summary="Remove a document and all its chunks",
 )
-def delete_document(doc_id: str, state: State, jobs: Jobs) -> DocumentDeleted:
+def delete_document(doc_id: str, state: State, collection: Writer) -> DocumentDeleted:
     """Commits a new index version without the document; queries switch to it at once. `doc_id`
     is the public id; an uploaded document's stored file is removed too."""
-    store = state.store
+    store, jobs = collection.store, collection.jobs
     store.refresh()  # the latest version, not one up to a second old
-    stored = stored_id(store.snapshot(), doc_id)  # no index at all: a clear 503
+    stored = stored_id(store.snapshot(), doc_id)  # no index at all: a clear 404
     if stored is None:
         raise HTTPException(404, _not_found(doc_id))
     with store.writer(lock_timeout_s=state.settings.server.delete_lock_wait_s) as writer:
@@ -191,6 +216,23 @@ def delete_document(doc_id: str, state: State, jobs: Jobs) -> DocumentDeleted:
 
 def _out(doc: dict[str, Any]) -> DocumentOut:
     return DocumentOut(**{**doc, "id": public_id(doc["id"])})
+
+
+def _collection_prefix(request: Request) -> str:
+    """``/v1`` or ``/v1/collections/<name>``: where this request's collection's routes are."""
+    name = request.path_params.get("collection")
+    return f"/v1/collections/{name}" if name else "/v1"
+
+
+def _check_job_quota(state: AppState, owner: str) -> None:
+    limit = state.settings.server.max_jobs_per_key
+    if state.collections.unfinished_jobs(owner) >= limit:
+        raise HTTPException(
+            429,
+            f"this key already has {limit} upload jobs queued or running (server.max_jobs_per_key, "
+            "env RAG_SERVER__MAX_JOBS_PER_KEY); wait for one to finish (GET .../jobs)",
+            headers={"Retry-After": str(JOBS_RETRY_AFTER_S), **CLOSE},
+        )
 
 
 def _not_found(doc_id: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import State
+from api.errors import error_body
 from api.schemas import Health, IndexInfo, QueueInfo
 from rag.errors import RagError
 
@@ -54,4 +55,4 @@ def _index_info(state: State) -> IndexInfo:
 
 
 def _describe(exc: RagError) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}: {error_body(exc)}"  # no server path for a missing index

@@ -13,7 +13,7 @@ router = CollectionRoutes(tags=["health"])
 @router.get(
     "/index",
     response_model=IndexDetails,
-    responses={503: {"model": ErrorBody, "description": "No index has been committed yet."}},
+    responses={404: {"model": ErrorBody, "description": "No index in the collection yet."}},
     summary="What the index was built with and what it holds",
 )
 def index_details(state: State, collection: Reader) -> IndexDetails:

@@ -18,14 +18,16 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import HTTPException, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.cancel import ClientDisconnected, raise_if_cancelled, run_cancellable
-from api.deps import State, require_generator
+from api.collections import Collection
+from api.deps import Reader, State, require_generator
 from api.errors import error_body, status_of
 from api.gate import QueueFull
 from api.observability import record_answer
+from api.routing import CollectionRoutes
 from api.schemas import (
     ErrorBody,
     QueryRequest,
@@ -41,7 +43,7 @@ from rag.index.filters import SearchFilter
 from rag.pipeline import Answer, CheckedSentence
 
 log = logging.getLogger("rag.api.query")
-router = APIRouter(tags=["answers"])
+router = CollectionRoutes(tags=["answers"])
 
 RESPONSES = {
     422: {
@@ -59,13 +61,14 @@ RESPONSES = {
         "model": ErrorBody,
         "description": "The answer took longer than server.request_timeout_s; its generation was stopped.",
     },
-    503: {"model": ErrorBody, "description": "No index yet, or the generator is still loading."},
+    404: {"model": ErrorBody, "description": "No such collection, or no index in it yet."},
+    503: {"model": ErrorBody, "description": "The generator is still loading, or an index file is damaged."},
 }
 _END = object()  # what next() returns from a finished answer stream
 
 
 @router.post(
-    "/v1/query",
+    "/query",
     response_model=QueryResponse,
     responses={
         **RESPONSES,
@@ -79,7 +82,9 @@ _END = object()  # what next() returns from a finished answer stream
     },
     summary="Answer a question from the indexed documents",
 )
-async def query(body: QueryRequest, state: State, request: Request) -> QueryResponse | EventSourceResponse:
+async def query(
+    body: QueryRequest, state: State, collection: Reader, request: Request
+) -> QueryResponse | EventSourceResponse:
     """Retrieves the top-k chunks, drafts an answer with the generator, and checks each sentence
     against the chunks. `refused` is true (with a fixed message) when retrieval finds nothing
     similar enough or the draft is not supported by the chunks; citations name the chunks that
@@ -99,12 +104,12 @@ async def query(body: QueryRequest, state: State, request: Request) -> QueryResp
     if gate.busy and gate.waiting >= gate.max_waiting:
         raise _busy(QueueFull(gate.waiting, gate.retry_after_s()))
     if body.stream:
-        return EventSourceResponse(_events(state, body), ping=state.settings.server.sse_ping_s)
+        return EventSourceResponse(_events(state, collection, body), ping=state.settings.server.sse_ping_s)
     try:
         async with gate.slot():
             if await request.is_disconnected():  # left while waiting: don't even start
                 raise ClientDisconnected
-            answer = await run_cancellable(request, lambda cancel: _answer(state, body, cancel))
+            answer = await run_cancellable(request, lambda cancel: _answer(collection, body, cancel))
     except QueueFull as exc:
         raise _busy(exc) from None
     record_answer(state, answer)
@@ -129,16 +134,16 @@ def _filters(body: QueryRequest) -> SearchFilter | None:
     return body.filters.to_filter() if body.filters else None
 
 
-def _stream(state: AppState, body: QueryRequest) -> Iterator[str | CheckedSentence | Answer]:
+def _stream(collection: Collection, body: QueryRequest) -> Iterator[str | CheckedSentence | Answer]:
     """Draft pieces, checked sentences and the Answer, as they happen (Pipeline.events): the
     callers stop between any two of them, so a departed client stops the model within a token.
 
     A generator function, so nothing runs before the first ``next()``, which the callers make in a
     worker thread inside the generation slot: the history's rewrite (rag.conversation) may call
     the generator too."""
-    pipeline = state.pipeline
+    pipeline = collection.pipeline
     params = body.generation.apply(pipeline.default_params()) if body.generation else None
-    question = _standalone(state, body)
+    question = _standalone(collection, body)
     yield from pipeline.events(
         question,
         body.top_k,
@@ -149,12 +154,13 @@ def _stream(state: AppState, body: QueryRequest) -> Iterator[str | CheckedSenten
     )
 
 
-def _standalone(state: AppState, body: QueryRequest) -> str:
+def _standalone(collection: Collection, body: QueryRequest) -> str:
     """The question to search and answer: rewritten from ``history`` when there is one."""
     if not body.history:
         return body.question
     history = [m.as_message() for m in body.history]
-    return standalone_question(body.question, history, state.pipeline.generator, state.settings).question
+    pipeline = collection.pipeline
+    return standalone_question(body.question, history, pipeline.generator, collection.settings).question
 
 
 def _response(body: QueryRequest, answer: Answer) -> QueryResponse:
@@ -164,9 +170,9 @@ def _response(body: QueryRequest, answer: Answer) -> QueryResponse:
     return response
 
 
-def _answer(state: AppState, body: QueryRequest, cancel: threading.Event) -> Answer:
+def _answer(collection: Collection, body: QueryRequest, cancel: threading.Event) -> Answer:
     """Runs in a worker thread; stops between tokens once ``cancel`` is set (the client left)."""
-    stream = _stream(state, body)
+    stream = _stream(collection, body)
     try:
         for item in stream:
             raise_if_cancelled(cancel)
@@ -177,7 +183,9 @@ def _answer(state: AppState, body: QueryRequest, cancel: threading.Event) -> Ans
     raise RuntimeError("the answer stream ended without an answer")
 
 
-async def _events(state: AppState, body: QueryRequest) -> AsyncIterator[ServerSentEvent]:
+async def _events(
+    state: AppState, collection: Collection, body: QueryRequest
+) -> AsyncIterator[ServerSentEvent]:
     """`sentence` events (or `token` events with ``stream_draft``), then one `answer` event; any
     error becomes an `error` event.
 
@@ -187,7 +195,7 @@ async def _events(state: AppState, body: QueryRequest) -> AsyncIterator[ServerSe
     """
     try:
         async with state.gate.slot() as ticket:
-            stream = _stream(state, body)
+            stream = _stream(collection, body)
             try:
                 while (item := await anyio.to_thread.run_sync(next, stream, _END)) is not _END:
                     ticket.check()  # past server.request_timeout_s: GenerationTimeout, a 504 event

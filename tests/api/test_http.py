@@ -80,10 +80,10 @@ def test_openapi_documents_the_endpoints(light_server: httpx.Client) -> None:
     assert {"200", "422", "503"} <= set(query["responses"])
 
 
-def test_without_an_index_queries_get_503(tmp_path) -> None:
+def test_without_an_index_searches_get_404_without_the_server_path(tmp_path) -> None:
     env = {"RAG_GENERATOR__BACKEND": "openai", "RAG_GENERATOR__BASE_URL": "http://127.0.0.1:9/v1"}
     with running_server(tmp_path / "empty-index", env=env) as client:
         r = client.post("/v1/search", json={"query": "anything"})
-        assert r.status_code == 503
-        assert "rag ingest" in r.json()["error"]
+        assert r.status_code == 404
+        assert "rag ingest" in r.json()["error"] and str(tmp_path) not in r.text
         assert client.get("/healthz").json()["status"] == "degraded"

@@ -279,7 +279,7 @@ def test_rag_serve_text_logs_show_the_request_id(tmp_path: Path) -> None:
     with serve_process(index_dir, _serve_env("text")) as (_, client):
         client.post("/v1/search", json={"query": SEARCH}, headers={"X-Request-ID": "text-1"})
     line = next(x for x in _log_of(index_dir, client) if "[text-1]" in x)
-    assert " INFO rag.api.access [text-1] POST /v1/search 503 " in line  # no index yet
+    assert " INFO rag.api.access [text-1] POST /v1/search 404 " in line  # no index yet
 
 
 # ------------------------------------------------------------------------------ the real model

@@ -43,7 +43,7 @@ def _serve(root: Path, embedder: Embedder) -> Iterator[tuple[TestClient, Path, s
         mp.chdir(root)  # ingest with a relative path, as `rag ingest docs/` would
         assert ingest([Path("docs/gateway.md")], settings, embedder).added == 1
     stored = (root / "docs" / "gateway.md").resolve().as_posix()
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1", headers=AUTH) as client:
         yield client, root, stored
 
 
