@@ -19,8 +19,11 @@ router = APIRouter(tags=["health"])
 @router.get("/healthz", response_model=Health, summary="Service status")
 def healthz(state: State) -> Health:
     """Always 200 while the process serves HTTP; `status` is `ok` only when questions can be
-    answered, and `index.error` / `generator` say why not."""
+    answered, and `index.error` / `generator` say why not. Needs no key; once API keys are
+    configured it leaves out the default collection's counts and embedding model."""
     index = _index_info(state)
+    if state.keys.configured:  # open to anyone: once keys guard the documents, no counts or model
+        index = IndexInfo(loaded=index.loaded, version=index.version, error=index.error)
     generator = state.generator_health()
     ok = index.loaded and index.error is None and generator == "ready"
     gate = state.gate
