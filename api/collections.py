@@ -88,7 +88,7 @@ class Collections:
                 collections.collection_dir(self.settings, name).mkdir(parents=True, exist_ok=True)
             loaded = self._open(name)
             self._loaded[name] = loaded
-            self._evict()
+            self._evict(keep=name)
             return loaded
 
     def loaded(self) -> list[Collection]:
@@ -145,14 +145,15 @@ class Collections:
         log.info("collection %s opened", name)
         return Collection(name, settings, components, components.pipeline(), jobs)
 
-    def _evict(self) -> None:
-        """Close the least recently used collections beyond the bound, skipping busy ones."""
+    def _evict(self, keep: str) -> None:
+        """Close the least recently used collections beyond the bound, skipping busy ones and
+        ``keep`` (the one just opened)."""
         excess = len(self._loaded) - self.settings.collections.max_loaded
         for name in list(self._loaded):
             if excess <= 0:
                 return
             c = self._loaded[name]
-            if c.jobs.busy:
+            if name == keep or c.jobs.busy:
                 continue
             c.jobs.close()
             del self._loaded[name]
