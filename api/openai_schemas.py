@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from api.schemas import MAX_QUESTION_CHARS, MODE_DESCRIPTION, Citation, Filters, RetrievalMode
+from api.schemas import MAX_QUESTION_CHARS, MODE_DESCRIPTION, Citation, Filters, FlaggedChunk, RetrievalMode
 from rag.protocols import GenerationParams
 
 MAX_ANSWER_TOKENS = 1024  # as POST /v1/query's generation.max_tokens
@@ -226,6 +226,10 @@ class RagInfo(BaseModel):
     cached: str | None = Field(None, description="`exact` or `similar` when served from the answer cache.")
     index_version: int | None = None
     timings: dict[str, float] = Field(description="`condense_ms`, `retrieve_ms`, `generate_ms`, `ground_ms`.")
+    flagged: list[FlaggedChunk] = Field(
+        default_factory=list,
+        description="Retrieved chunks that read as prompt injection, and what was done with each.",
+    )
 
 
 class CompletionUsage(BaseModel):

@@ -12,6 +12,7 @@ from pydantic.json_schema import SkipJsonSchema
 from api.public_ids import UPLOAD_PREFIX, public_id
 from rag.config import ServerSettings
 from rag.index.filters import SearchFilter
+from rag.injection import Flagged
 from rag.pipeline import Answer, CheckedSentence
 from rag.pipeline import Citation as AnswerCitation
 from rag.protocols import GenerationParams, Message
@@ -230,6 +231,7 @@ def hit_fields(hit: ScoredChunk) -> dict[str, Any]:
         "dense_score": _rounded(hit.dense_score),
         "keyword_score": _rounded(hit.keyword_score),
         "rerank_score": _rounded(hit.rerank_score),
+        "injection": list(hit.injection) or None,
         "text": c.text,
         "metadata": hit.metadata,
     }
@@ -246,6 +248,11 @@ SCORE_DESCRIPTION = (
 DENSE_DESCRIPTION = "Cosine similarity between the query and the chunk (what the refusal gate reads)."
 KEYWORD_DESCRIPTION = "BM25 score of the chunk for the query's words (0 = no word in common)."
 RERANK_DESCRIPTION = "The reranker's score, when retrieval.reranker is set."
+INJECTION_DESCRIPTION = (
+    "The prompt-injection rules the chunk's text fires (e.g. `ignore-previous`, `role-header`; "
+    "docs/prompt-injection.md), or null: text that reads as instructions to the model. An answer "
+    "keeps such chunks out of its prompt by default (safety.injection)."
+)
 
 
 class ChunkOut(BaseModel):
@@ -260,6 +267,7 @@ class ChunkOut(BaseModel):
     dense_score: float | None = Field(None, description=DENSE_DESCRIPTION)
     keyword_score: float | None = Field(None, description=KEYWORD_DESCRIPTION)
     rerank_score: float | None = Field(None, description=RERANK_DESCRIPTION)
+    injection: list[str] | None = Field(None, description=INJECTION_DESCRIPTION)
     text: str
     metadata: dict[str, Any] = {}
 
@@ -282,6 +290,7 @@ class Citation(BaseModel):
     dense_score: float | None = Field(None, description=DENSE_DESCRIPTION)
     keyword_score: float | None = Field(None, description=KEYWORD_DESCRIPTION)
     rerank_score: float | None = Field(None, description=RERANK_DESCRIPTION)
+    injection: list[str] | None = Field(None, description=INJECTION_DESCRIPTION)
     text: str
     metadata: dict[str, Any] = {}
 
@@ -320,6 +329,32 @@ class Usage(BaseModel):
     decode_ms: float = Field(0.0, description="The remaining answer tokens.")
 
 
+class FlaggedChunk(BaseModel):
+    """A chunk among the top k whose text reads as instructions to the model (rag.injection)."""
+
+    chunk_id: int
+    document_id: str
+    source: str
+    page: int | None
+    injection: list[str] = Field(description="The rules it fired (docs/prompt-injection.md).")
+    action: Literal["excluded", "downweighted", "flagged"] = Field(
+        description="What the answer did with it (safety.injection): kept out of the prompt, ranked "
+        "lower, or only marked."
+    )
+
+    @classmethod
+    def of(cls, flagged: Flagged) -> FlaggedChunk:
+        c = flagged.hit.chunk
+        return cls(
+            chunk_id=c.id or 0,
+            document_id=public_id(c.document_id),
+            source=c.source,
+            page=c.page,
+            injection=list(flagged.hit.injection),
+            action=flagged.action,
+        )
+
+
 class QueryResponse(BaseModel):
     answer: str
     refused: bool = Field(description="True when the documents do not support an answer.")
@@ -336,6 +371,10 @@ class QueryResponse(BaseModel):
         description="With `history`: the question as it was searched and answered, rewritten from the "
         "conversation (the same as `question` when it needed no rewrite).",
     )
+    flagged: list[FlaggedChunk] = Field(
+        default_factory=list,
+        description="Retrieved chunks that read as prompt injection, and what was done with each.",
+    )
 
     @classmethod
     def from_answer(cls, a: Answer) -> QueryResponse:
@@ -349,6 +388,7 @@ class QueryResponse(BaseModel):
             usage=Usage(**a.usage) if a.usage and not a.cached else Usage(),
             cached=a.cached,
             index_version=a.index_version,
+            flagged=[FlaggedChunk.of(f) for f in a.flagged],
         )
 
 

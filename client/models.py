@@ -41,6 +41,9 @@ class _Chunk(Response):
     dense_score: float | None = None
     keyword_score: float | None = None
     rerank_score: float | None = None
+    injection: list[str] | None = Field(
+        None, description="Prompt-injection rules the chunk's text fires, or None (server docs)."
+    )
     text: str
     metadata: dict[str, Any] = {}
 
@@ -97,6 +100,18 @@ class Usage(Response):
     decode_ms: float = 0.0
 
 
+class FlaggedChunk(Response):
+    """A retrieved chunk whose text reads as instructions to the model, and what the server did
+    with it: ``excluded`` (kept out of the prompt), ``downweighted`` or ``flagged`` (only marked)."""
+
+    chunk_id: int
+    document_id: str
+    source: str
+    page: int | None = None
+    injection: list[str]
+    action: str
+
+
 class Answer(Response):
     """The grounded answer of POST /v1/query, or a refusal (``refused``, no citations)."""
 
@@ -111,6 +126,7 @@ class Answer(Response):
     standalone_question: str | None = Field(
         None, description="With a history: the question as searched, rewritten from the conversation."
     )
+    flagged: list[FlaggedChunk] = []
 
 
 class StreamText(Response):

@@ -335,12 +335,17 @@ class SafetySettings(Section):
     """Prompt-injection defences (rag/injection.py): retrieved text is data, not instructions."""
 
     # What happens to a retrieved passage with instruction-like text aimed at the model:
-    # "exclude" (flagged and kept out of the prompt), "downweight" (flagged, its score multiplied
-    # by injection_downweight before the top-k cut), "flag" (flagged only) or "off".
+    # "exclude" (flagged and kept out of the prompt, the next clean hit takes its place),
+    # "downweight" (flagged, its score multiplied by injection_downweight before the top-k cut),
+    # "flag" (flagged only) or "off" (not checked). The rules flag none of the sample corpus's
+    # 489 chunks nor of the 2,245 of the held-out Debian Reference (bench/injection.py).
     injection: Literal["exclude", "downweight", "flag", "off"] = "exclude"
     injection_downweight: float = Field(0.5, ge=0.0, le=1.0)
-    # An answer must address the question: below this answer relevance it is refused even when
-    # some passage contains its words ("HACKED" to a question about GIDs). 0 turns it off.
+    # Every sentence of an answer must address the question: below this relevance (MiniLM cosine
+    # of the question to the sentence or to its evidence) the answer is refused even when some
+    # passage contains its words ("HACKED" to a question about GIDs). 0 turns it off. Chosen by
+    # bench/answer_relevance.py: at 0.2 it refused none of the generator's 53 kept answers and 1 of
+    # 51 terse ones, and caught 95% of "HACKED", 99% of "curl | sh" and all off-topic sentences.
     min_answer_relevance: float = Field(0.2, ge=0.0, le=1.0)
 
 

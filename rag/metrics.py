@@ -61,11 +61,18 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / ((np.linalg.norm(a) * np.linalg.norm(b)) or 1.0))
 
 
-def answer_relevance_embedding(question: str, answer: str, embedder: Embedder) -> float:
-    """cos(E(q), E(a)): the cheap variant. Measures topical closeness, not completeness."""
+def answer_relevance_embedding(
+    question: str, answer: str, embedder: Embedder, evidence: Sequence[str] = ()
+) -> float:
+    """cos(E(q), E(a)): the cheap variant. Measures topical closeness, not completeness.
+
+    ``evidence``: the context sentences that back the answer's supported statements. Then it is
+    the best of the cosines of the question to the answer and to each of them: a terse answer
+    ("65534") has too few words for its own vector to be near the question, but the sentence it
+    was taken from is. The answer path's relevance check uses this form (rag.injection)."""
     q = embedder.embed_query(question)
-    a = embedder.embed_documents([answer])[0]
-    return round(max(_cos(q, a), 0.0), 4)
+    vectors = embedder.embed_documents([answer, *evidence])
+    return round(max(max(_cos(q, v) for v in vectors), 0.0), 4)
 
 
 def generate_questions(

@@ -1,5 +1,5 @@
-"""The question-answering path: retrieve -> (refuse early) -> (cached?) -> pack the context ->
-generate -> ground -> cite.
+"""The question-answering path: retrieve -> screen -> (refuse early) -> (cached?) -> pack the
+context -> generate -> ground -> check relevance -> cite.
 
 Everything that decides what the user sees (refusal, citations) happens here in code; the model
 only drafts the answer text. A cached answer (rag.cache) is served only for the same index
@@ -10,6 +10,11 @@ Grounding runs sentence by sentence while the model writes (rag.grounding.stream
 (``answer``, ``answer_stream``, ``checked_stream``) produces the same final Answer: unsupported
 sentences are withheld from it, and when it is not refused its text is exactly its checked
 sentences joined.
+
+Retrieved text is data (rag.injection): hits whose text reads as instructions to the model are
+screened out (or down-weighted, or only flagged: safety.injection) before the refusal gate sees
+them, and an answer with a sentence that does not address the question is refused after
+grounding (safety.min_answer_relevance); such a sentence, and those after it, are not streamed.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from rag.context import Passage, approximate_tokens, pack
 from rag.grounding.answer import GroundedAnswer
 from rag.grounding.streaming import SentenceChecker, ShownSentence
 from rag.index.filters import SearchFilter
+from rag.injection import Flagged, RelevanceCheck, all_excluded_reason, flag, screen, screen_depth
 from rag.prompt import build_messages
 from rag.protocols import (
+    Embedder,
     GenerationParams,
     Generator,
     ReportsUsage,
@@ -83,6 +90,8 @@ class Answer:
     cached: str | None = None  # "exact" / "similar" when served from the answer cache
     # The checked sentences ``answer`` is made of, in order (empty for a refusal).
     sentences: list[CheckedSentence] = field(default_factory=list)
+    # Hits of the top k that read as prompt injection, and what the screen did with each.
+    flagged: list[Flagged] = field(default_factory=list)
 
 
 class Pipeline:
@@ -90,7 +99,8 @@ class Pipeline:
 
     ``judge`` may be None while there is no generator (an LLM judge needs it): then
     ``make_judge`` builds it for the generator on the first answer, so a generator assigned
-    later (``pipeline.generator = ...``) is judged by the configured judge too.
+    later (``pipeline.generator = ...``) is judged by the configured judge too. ``embedder``
+    measures answer relevance (safety.min_answer_relevance); without one that check is skipped.
     """
 
     def __init__(
@@ -104,8 +114,10 @@ class Pipeline:
         cache: AnswerCache[Answer] | None = None,
         reranker: Reranker | None = None,
         make_reranker: Callable[[Generator | None], Reranker | None] | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         self.settings = settings
+        self.embedder = embedder
         self.retriever = retriever
         self.judge = judge
         self.generator = generator
@@ -130,6 +142,7 @@ class Pipeline:
             make_judge=make_judge,
             cache=c.cache,
             make_reranker=make_reranker,
+            embedder=c.embedder,
         )
 
     def retrieve(
@@ -143,7 +156,17 @@ class Pipeline:
         """The one retrieval path of /v1/search and /v1/query: the hits and the index version
         they come from. ``filters`` (metadata, source prefix) apply before the top-k is taken;
         ``mode`` is dense, keyword or hybrid (None: retrieval.mode). With a reranker
-        (retrieval.reranker) the first ``rerank_candidates`` hits are re-scored before the cut."""
+        (retrieval.reranker) the first ``rerank_candidates`` hits are re-scored before the cut.
+        Each hit names the prompt-injection rules its text fires (``injection``), unless
+        safety.injection is "off"; what to do about them is the answer path's business."""
+        retrieved = self._ranked(query, top_k, filters, mode)
+        if self.settings.safety.injection == "off":
+            return retrieved
+        return replace(retrieved, hits=flag(retrieved.hits))
+
+    def _ranked(
+        self, query: str, top_k: int | None, filters: SearchFilter | None, mode: str | None
+    ) -> Retrieved:
         config = self.settings.retrieval
         k = top_k or config.top_k
         reranker = self._reranker_for(self.generator)
@@ -236,12 +259,14 @@ class Pipeline:
         model when its client leaves should iterate this and skip the ``str`` items."""
         t0 = time.perf_counter()
         k = top_k or self.settings.retrieval.top_k
-        retrieved = self.retrieve(question, k, filters=filters, mode=mode)
-        hits, version = retrieved.hits, retrieved.index_version
+        safety = self.settings.safety
+        retrieved = self.retrieve(question, screen_depth(k, safety), filters=filters, mode=mode)
+        screened = screen(retrieved.hits, safety, k)  # excluded hits never reach the prompt
+        hits, version, flagged = screened.hits, retrieved.index_version, screened.flagged
         timings = {"retrieve_ms": _ms(t0)}
-        reason = self._gate(hits)
+        reason = self._gate(hits) if hits or not flagged else all_excluded_reason(flagged)
         if reason is not None:
-            yield self._refusal(question, hits, reason, timings, version)
+            yield self._refusal(question, hits, reason, timings, version, flagged)
             return
         if self.generator is None:
             raise RuntimeError(
@@ -259,6 +284,7 @@ class Pipeline:
             )
             return
         answer = yield from self._generate(question, hits, version, timings, params)
+        answer.flagged = flagged
         if cache is not None:
             cache.put(question, scope, answer, cost_s=answer.timings.get("generate_ms", 0.0) / 1000)
         yield answer
@@ -272,7 +298,8 @@ class Pipeline:
         params: GenerationParams,
     ) -> Generator_[str | CheckedSentence, None, Answer]:
         """Pack, generate (yielding pieces) while grounding sentence by sentence (yielding each
-        checked one); returns the Answer (``yield from``'s value)."""
+        checked one once it is seen to address the question: RelevanceCheck); returns the Answer
+        (``yield from``'s value)."""
         generator = self.generator
         assert generator is not None
         judge = self._judge_for(generator)
@@ -288,23 +315,31 @@ class Pipeline:
             self.settings.grounding,
             defer=getattr(judge, "generator", None) is generator,
         )
+        threshold = self.settings.safety.min_answer_relevance
+        relevance = RelevanceCheck(question, self.embedder, threshold, [p.text for p in passages])
         shown: list[CheckedSentence] = []
+        held: list[CheckedSentence] = []  # checked, not yet shown to address the question
         # closing(): when our consumer closes this stream, the generator's own stream is closed
         # at once (which stops the model), not whenever it is garbage-collected.
         with closing(generator.stream(messages, params)) as stream:
             for piece in stream:
                 yield piece
-                for sentence in checker.feed(piece):
-                    shown.append(_checked(sentence, passages))
-                    yield shown[-1]
-        timings["generate_ms"] = round(_ms(t1) - checker.seconds * 1000, 1)
+                held += [_checked(sentence, passages) for sentence in checker.feed(piece)]
+                n = relevance.releasable([s.text for s in held]) if held else 0
+                yield from held[:n]
+                shown, held = shown + held[:n], held[n:]
+        timings["generate_ms"] = round(_ms(t1) - (checker.seconds + relevance.seconds) * 1000, 1)
         usage = _usage(generator)
         checked = checker.finish()
-        for sentence in checked.shown:
-            shown.append(_checked(sentence, passages))
-            yield shown[-1]
-        timings["ground_ms"] = round(checker.seconds * 1000, 1)
+        held += [_checked(sentence, passages) for sentence in checked.shown]
         grounded = checked.grounded
+        if not grounded.refused and not relevance.addresses(grounded.sentences):
+            refusal = self.settings.grounding.refusal_message
+            grounded = replace(grounded, answer=refusal, refused=True, reason=relevance.reason())
+        if not grounded.refused:
+            yield from held
+            shown += held
+        timings["ground_ms"] = round((checker.seconds + relevance.seconds) * 1000, 1)
         cited = [] if grounded.refused else [Citation(n, passages[n - 1].hit) for n in grounded.cited]
         return Answer(
             question,
@@ -330,9 +365,11 @@ class Pipeline:
         params: GenerationParams,
         mode: str | None,
     ) -> CacheScope:
-        g, r = self.settings.generator, self.settings.retrieval
+        g, r, s = self.settings.generator, self.settings.retrieval, self.settings.safety
         generation = repr((g.backend, g.model, g.context_tokens, params))
-        retrieval = repr((mode or r.mode, r.reranker))
+        # The screen changes what is retrieved, the relevance check what is refused.
+        safety = (s.injection, s.injection_downweight, s.min_answer_relevance)
+        retrieval = repr((mode or r.mode, r.reranker, safety))
         return CacheScope(
             version,
             filters=filters.key if filters else "",
@@ -402,10 +439,11 @@ class Pipeline:
         reason: str,
         timings: dict[str, float],
         version: int | None,
+        flagged: list[Flagged],
     ) -> Answer:
         timings["generate_ms"] = 0.0
         msg = self.settings.grounding.refusal_message
-        return Answer(question, msg, True, reason, [], hits, timings, index_version=version)
+        return Answer(question, msg, True, reason, [], hits, timings, index_version=version, flagged=flagged)
 
 
 def _checked(sentence: ShownSentence, passages: list[Passage]) -> CheckedSentence:

@@ -68,3 +68,6 @@ class ScoredChunk:
     dense_score: float | None = None  # cosine similarity to the query
     keyword_score: float | None = None  # BM25 (rag.index.keyword); 0.0 = no term in common
     rerank_score: float | None = None  # set by a reranker stage (retrieval.reranker)
+    # Names of the prompt-injection rules its text fires (rag.injection); empty when none fired
+    # or it was not screened (safety.injection "off").
+    injection: tuple[str, ...] = ()

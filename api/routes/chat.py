@@ -48,7 +48,7 @@ from api.openai_schemas import (
     OpenAIErrorBody,
     RagInfo,
 )
-from api.schemas import Citation, filters_over_limit, message_over_limit, question_over_limit
+from api.schemas import Citation, FlaggedChunk, filters_over_limit, message_over_limit, question_over_limit
 from api.state import AppState
 from rag.config import ServerSettings, Settings
 from rag.collections import DEFAULT_COLLECTION
@@ -330,6 +330,7 @@ def _rag_info(answer: Answer, rewrite: Rewrite) -> RagInfo:
         cached=answer.cached,
         index_version=answer.index_version,
         timings={"condense_ms": round(rewrite.seconds * 1000, 1), **answer.timings},
+        flagged=[FlaggedChunk.of(f) for f in answer.flagged],
     )
 
 

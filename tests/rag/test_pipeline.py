@@ -115,7 +115,7 @@ def test_citations_number_the_chunk_holding_the_evidence(pipeline_for: PipelineF
         assert "7341" in citation.hit.chunk.text
         assert citation.hit.chunk.source.endswith("network.html")
     prompt = generator.prompts[0][-1]["content"]
-    assert f"[{holding[0]}] (network.html)" in prompt  # the number the model saw for that chunk
+    assert f'<passage n="{holding[0]}" source="network.html">' in prompt  # the number the model saw
 
 
 def test_the_stream_yields_the_pieces_in_order_then_exactly_one_answer(pipeline_for: PipelineFor) -> None:
