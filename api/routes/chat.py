@@ -48,10 +48,11 @@ from api.openai_schemas import (
     OpenAIErrorBody,
     RagInfo,
 )
+from api.routing import CollectionRoutes
 from api.schemas import Citation, FlaggedChunk, filters_over_limit, message_over_limit, question_over_limit
 from api.state import AppState
-from rag.config import ServerSettings, Settings
 from rag.collections import DEFAULT_COLLECTION
+from rag.config import ServerSettings, Settings
 from rag.conversation import Rewrite, standalone_question
 from rag.pipeline import Answer, CheckedSentence
 from rag.protocols import GenerationParams, Message
@@ -128,8 +129,8 @@ async def list_models(state: State) -> ModelList:
 @router.get(
     "/models/{model:path}",
     response_model=ModelCard,
-    responses={404: _error("Unknown model.")},
     dependencies=[Depends(authenticate)],
+    responses={404: _error("Unknown model.")},
     summary="One model",
 )
 async def get_model(model: str, state: State) -> ModelCard:
@@ -216,7 +217,6 @@ def _check_sizes(body: ChatCompletionRequest, server: ServerSettings) -> None:
         raise FieldError(400, problem, param="filters", code="too_many_filters")
 
 
-def _busy(exc: QueueFull) -> FieldError:
 def _collection(
     state: AppState, caller: Principal | None, body: ChatCompletionRequest, request: Request
 ) -> Collection:
@@ -240,6 +240,7 @@ def _collection(
         raise FieldError(exc.status_code, str(exc.detail), param="collection", code=code) from None
 
 
+def _busy(exc: QueueFull) -> FieldError:
     headers = {"Retry-After": str(exc.retry_after_s)}
     return FieldError(429, str(exc), code="rate_limit_exceeded", headers=headers)
 
