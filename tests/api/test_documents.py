@@ -164,7 +164,9 @@ def test_upload_list_search_filter_delete(client: TestClient) -> None:
     assert info["keyword_analyzer"] == keyword.ANALYZER  # uploads get keyword terms too
 
     def search(filters: dict | None = None) -> dict:
-        r = client.post("/v1/search", json={"query": "relay port", "top_k": 2, "filters": filters}, headers=AUTH)
+        r = client.post(
+            "/v1/search", json={"query": "relay port", "top_k": 2, "filters": filters}, headers=AUTH
+        )
         assert r.status_code == 200, r.text
         return r.json()
 

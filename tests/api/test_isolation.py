@@ -193,7 +193,11 @@ def test_alpha_s_answers_searches_and_filters_never_hold_bravo_text(
     attempts = [
         ("POST", "/v1/collections/alpha/query", {"json": {"question": QUESTION}}),
         ("POST", "/v1/collections/alpha/query", {"json": {"question": QUESTION, "stream": True}}),
-        ("POST", "/v1/collections/alpha/search", {"json": {"query": "Quillon vault warden key", "top_k": 50}}),
+        (
+            "POST",
+            "/v1/collections/alpha/search",
+            {"json": {"query": "Quillon vault warden key", "top_k": 50}},
+        ),
         (
             "POST",
             "/v1/collections/alpha/search",
