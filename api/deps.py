@@ -90,7 +90,8 @@ def authorize(
             403,
             "changing the index over HTTP is disabled because no API key is configured; create one "
             f"with `rag keys create --collection {name} --scope write` (or set RAG_SERVER__API_KEYS or "
-            "RAG_SERVER__ADMIN_API_KEY in the server's environment), restart the server, and send "
+            "RAG_SERVER__ADMIN_API_KEY in the server's environment and restart it; a keys-file key is seen "
+            "at once), and send "
             "`Authorization: Bearer <key>`",
             headers=_close(request) or None,
         )

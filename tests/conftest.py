@@ -129,7 +129,13 @@ def llm_server(built_index: Settings, embedder: Embedder, generator: Generator) 
     # More waiting questions than the server's thread pool has threads (40), for the starvation test.
     # No answer cache: these tests ask the same questions again and need each answer to go through
     # the gate and the generator (a cached answer would pass the gate tests unseen).
-    overrides = {"server.max_waiting_questions": WAITING_BOUND, "cache.enabled": False}
+    # No per-address rate limit: the gate tests send WAITING_BOUND questions at once from loopback,
+    # and their 429s must come from the generation queue, not from server.rate_limit_per_s.
+    overrides = {
+        "server.max_waiting_questions": WAITING_BOUND,
+        "cache.enabled": False,
+        "server.rate_limit_per_s": 0,
+    }
     settings = load_settings(index_dir=built_index.index_dir, **overrides)
     components = build_components(settings, embedder=embedder, generator=generator)
     with serving_in_thread(create_app(settings, components=components)) as client:

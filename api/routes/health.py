@@ -22,10 +22,12 @@ def healthz(state: State) -> Health:
     answered, and `index.error` / `generator` say why not. Needs no key; once API keys are
     configured it leaves out the default collection's counts and embedding model."""
     index = _index_info(state)
-    if state.keys.configured:  # open to anyone: once keys guard the documents, no counts or model
+    if state.keys.configured:  # open to anyone: once keys guard the documents, no counts, model
         index = IndexInfo(loaded=index.loaded, version=index.version, error=index.error)
     generator = state.generator_health()
     ok = index.loaded and index.error is None and generator == "ready"
+    if state.keys.configured:
+        generator = generator.split(":", 1)[0]  # nor the remote generator's URL or error text
     gate = state.gate
     queue = QueueInfo(
         busy=gate.busy,

@@ -96,3 +96,18 @@ def test_the_first_upload_creates_a_collection_and_a_refused_one_does_not(
     assert wait_for_job(client, job, collection="delta", headers=AUTH)["status"] == "succeeded"
     assert search(client, "delta") == "The delta vault opens at noon."
     assert "delta" in [c["name"] for c in client.get("/v1/collections").json()["collections"]]
+
+
+def test_a_key_over_max_jobs_per_key_gets_429_until_its_job_ends(served: tuple[httpx.Client, Any]) -> None:
+    client, app = served
+    limit = app.state.rag.settings.server.max_jobs_per_key
+    alpha = app.state.rag.collections.get("alpha")
+    with IndexWriter.for_existing(alpha.settings.index_dir):  # the jobs wait for this lock
+        jobs = [upload(client, {f"n{i}.md": f"Note {i}."}, AUTH, collection="alpha") for i in range(limit)]
+        over = client.post("/v1/collections/bravo/documents", files=[("files", ("x.md", b"x"))])
+        assert over.status_code == 429 and over.headers["retry-after"]
+        assert "server.max_jobs_per_key" in over.json()["error"]
+    for job in jobs:
+        wait_for_job(client, job, collection="alpha", headers=AUTH)
+    again = upload(client, {"later.md": "Later note."}, AUTH, collection="bravo")
+    assert wait_for_job(client, again, collection="bravo", headers=AUTH)["status"] == "succeeded"

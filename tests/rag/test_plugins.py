@@ -43,9 +43,10 @@ class ScriptedGenerator:
 
     def stream(self, messages: list[Message], params: GenerationParams) -> Iterator[str]:
         user = messages[-1]["content"]
-        passage = user.split("[1]", 1)[1].split("\n\n[2]", 1)[0].split("\nQuestion:", 1)[0]
+        passage = re.search(r'<passage n="1"[^>]*>(.*?)</passage>', user, re.S)
+        assert passage is not None, user  # rag.prompt's passage blocks
         question = set(re.findall(r"\w+", user.rsplit("Question:", 1)[1].lower()))
-        sentences = re.split(r"(?<=[.!?])\s+", passage.split("\n", 1)[1].strip())
+        sentences = re.split(r"(?<=[.!?])\s+", passage.group(1).strip())
         best = max(sentences, key=lambda s: len(question & set(re.findall(r"\w+", s.lower()))))
         yield best.rstrip(".") + " [1]."
 
