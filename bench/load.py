@@ -80,7 +80,13 @@ def build_index(index: Path) -> None:
 
 
 def start_server(index: Path, port: int, admin_key: str, log: Path) -> subprocess.Popen:
-    env = os.environ | {"RAG_INDEX_DIR": str(index), "RAG_SERVER__ADMIN_API_KEY": admin_key}
+    # The clients all come from loopback: the per-address rate limit (server.rate_limit_per_s)
+    # would turn most of the load into 429s before it reached the queue this measures.
+    env = os.environ | {
+        "RAG_INDEX_DIR": str(index),
+        "RAG_SERVER__ADMIN_API_KEY": admin_key,
+        "RAG_SERVER__RATE_LIMIT_PER_S": "0",
+    }
     cmd = [sys.executable, "-m", "cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     return subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
@@ -163,7 +169,7 @@ async def timed_post(http: httpx.AsyncClient, route: str, body: dict, timeout_s:
 
 async def health_sampler(base: str, end: float, run: Run) -> None:
     """GET /healthz every 100 ms (fixed schedule: a slow answer is followed at once by the next)."""
-    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:  # /healthz needs no key
         t_next = time.monotonic()
         while time.monotonic() < end:
             t0 = time.perf_counter()
@@ -238,11 +244,13 @@ async def drive(base: str, admin_key: str, args: argparse.Namespace) -> tuple[Ru
     run = Run()
     paths = httpx.get(f"{base}/openapi.json", timeout=10).json()["paths"]
     routes = ["/v1/query"] + (["/v1/chat/completions"] if "/v1/chat/completions" in paths else [])
-    model = httpx.get(f"{base}/v1/models", timeout=10).json()["data"][0]["id"] if len(routes) > 1 else ""
+    auth = {"Authorization": f"Bearer {admin_key}"}  # once a key exists, reads need one too
+    models = httpx.get(f"{base}/v1/models", timeout=10, headers=auth) if len(routes) > 1 else None
+    model = models.json()["data"][0]["id"] if models is not None else ""
     limits = httpx.Limits(max_connections=args.clients + 10, max_keepalive_connections=args.clients + 10)
     t_start = time.monotonic()
     end = t_start + args.duration
-    async with httpx.AsyncClient(base_url=base, limits=limits) as http:
+    async with httpx.AsyncClient(base_url=base, limits=limits, headers=auth) as http:
         clients = [
             client_loop(http, random.Random(args.seed + i), args, routes, model, end, run)
             for i in range(args.clients)
