@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from api.routing import ANY_PREFIX
 from rag.errors import (
     ConfigError,
     GenerationError,
@@ -45,7 +46,7 @@ STATUS: dict[type[RagError], int] = {
 }
 INTERNAL = "internal server error; the server log has the details"
 # Routes whose errors have OpenAI's shape, on the default collection and under a collection's prefix.
-OPENAI_PATHS = re.compile(r"/v1/(?:collections/[^/]+/)?(?:chat/|models(?:/|$))")
+OPENAI_PATHS = re.compile(ANY_PREFIX + r"(?:chat/|models(?:/|$))")
 # OpenAI's error ``type`` per status; other 4xx are invalid_request_error, 5xx server_error.
 OPENAI_TYPES = {
     401: "authentication_error",

@@ -15,9 +15,10 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
+from api.routing import ANY_PREFIX
 
 # POST /v1/documents and POST /v1/collections/{name}/documents: uploads, counted by their route.
-UPLOAD_PATH = re.compile(r"/v1/(?:collections/[^/]+/)?documents")
+UPLOAD_PATH = re.compile(ANY_PREFIX + "documents")
 
 
 class BodyLimit:

@@ -17,7 +17,14 @@ from rag.collections import NAME_RULE
 
 DEFAULT_PREFIX = "/v1"
 COLLECTION_PREFIX = "/v1/collections/{collection}"
+# Either prefix, as a regular expression: for layers that see the raw path before routing.
+ANY_PREFIX = r"/v1/(?:collections/[^/]+/)?"
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def prefix_of(collection: str | None) -> str:
+    """Where the routes of ``collection`` are: /v1 for the default one (None), else its prefix."""
+    return COLLECTION_PREFIX.format(collection=collection) if collection else DEFAULT_PREFIX
 
 
 def collection_path(

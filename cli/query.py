@@ -161,7 +161,9 @@ def _ask_server(q: _ServerQuestion) -> Any:
         body: dict[str, Any] = {"question": q.question, "top_k": q.top_k, "mode": q.mode}
         if q.chosen is not None:
             body["filters"] = {"metadata": dict(q.chosen.metadata), "source_prefix": q.chosen.source_prefix}
-        prefix = f"/v1/collections/{q.collection}" if q.collection else "/v1"
+        from api.routing import prefix_of
+
+        prefix = prefix_of(q.collection)
         headers = {"Authorization": f"Bearer {q.api_key}"} if q.api_key else {}
         r = httpx.post(url.rstrip("/") + prefix + "/query", json=body, headers=headers, timeout=600)
     except httpx.TransportError as exc:

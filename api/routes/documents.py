@@ -28,7 +28,7 @@ from api.deps import Caller, Reader, State, Uploader, Writer, owner_of
 from api.jobs import INCOMING, UploadedFile, uploads_dir
 from api.keys import Principal
 from api.public_ids import UPLOAD_PREFIX, public_id, stored_id
-from api.routing import CollectionRoutes
+from api.routing import CollectionRoutes, prefix_of
 from api.schemas import DocumentDeleted, DocumentList, DocumentOut, ErrorBody, JobAccepted
 from api.state import AppState
 from rag.errors import IndexNotFoundError
@@ -143,7 +143,7 @@ async def _upload(
     finally:
         receiver.close()
         shutil.rmtree(incoming, ignore_errors=True)
-    status_url = _collection_prefix(request) + f"/jobs/{job.id}"
+    status_url = prefix_of(request.path_params.get("collection")) + f"/jobs/{job.id}"
     response.headers["Location"] = status_url
     return JobAccepted(job_id=job.id, status=job.status, status_url=status_url, files=files)
 
@@ -216,12 +216,6 @@ def delete_document(doc_id: str, state: State, collection: Writer) -> DocumentDe
 
 def _out(doc: dict[str, Any]) -> DocumentOut:
     return DocumentOut(**{**doc, "id": public_id(doc["id"])})
-
-
-def _collection_prefix(request: Request) -> str:
-    """``/v1`` or ``/v1/collections/<name>``: where this request's collection's routes are."""
-    name = request.path_params.get("collection")
-    return f"/v1/collections/{name}" if name else "/v1"
 
 
 def _check_job_quota(state: AppState, owner: str) -> None:
