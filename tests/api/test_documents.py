@@ -38,6 +38,7 @@ def _settings(index_dir: Path, **extra: object) -> Settings:
             "generator.base_url": "http://127.0.0.1:9/v1",
             "server.max_upload_mb": 1,
             "server.max_jobs_per_key": 100,  # this module queues many jobs quickly with one key
+            "server.rate_limit_per_s": 0,  # and sends its requests as fast as it can with it
             **extra,
         },
     )
