@@ -42,6 +42,7 @@ class DocumentState(NamedTuple):
     hash: str  # of the extracted text
     metadata: dict[str, Any]
     file_hash: str | None  # of the file's raw bytes; None in indexes written before it existed
+    file_stat: str | None = None  # "<bytes>:<mtime_ns>" when it was hashed; None if not recorded
 
 
 @runtime_checkable
@@ -122,7 +123,10 @@ class StoreWriter(Protocol):
 
     def document_ids(self) -> set[str]: ...
 
-    def set_file_hash(self, doc_id: str, file_hash: str | None) -> None: ...
+    def set_file_hash(self, doc_id: str, file_hash: str | None, file_stat: str | None = None) -> None:
+        """Record an unchanged document's file fingerprint (and size:mtime), so the next ingest
+        skips parsing (and hashing) it."""
+        ...
 
     def vectors_for_hashes(self, hashes: set[str]) -> dict[str, np.ndarray]: ...
 

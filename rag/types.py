@@ -32,6 +32,9 @@ class Document:
     metadata: dict[str, Any] = field(default_factory=dict)
     # Hash of the file's raw bytes (ingest.loaders.file_fingerprint): lets re-ingest skip parsing.
     file_hash: str | None = None
+    # The file's size and modification time ("<bytes>:<mtime_ns>", ingest.loaders.file_stat): when
+    # it matches what is indexed, re-ingest skips even hashing the file.
+    file_stat: str | None = None
 
     @property
     def hash(self) -> str:

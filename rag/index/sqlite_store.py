@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS documents (
     metadata TEXT NOT NULL DEFAULT '{}',
     indexed_at TEXT NOT NULL,
     chunks INTEGER NOT NULL,
-    file_hash TEXT
+    file_hash TEXT,
+    file_stat TEXT
 );
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY,
@@ -68,6 +69,8 @@ def migrate(conn: sqlite3.Connection, *, analyzer: str | None = keyword.ANALYZER
     columns = {row[1] for row in conn.execute("PRAGMA table_info(documents)")}
     if "file_hash" not in columns:  # added with parse skipping; NULL means "parse it to find out"
         conn.execute("ALTER TABLE documents ADD COLUMN file_hash TEXT")
+    if "file_stat" not in columns:  # added with the stat fast path; NULL means "hash it"
+        conn.execute("ALTER TABLE documents ADD COLUMN file_stat TEXT")
     if keyword.exists(conn) and analyzer == keyword.ANALYZER:
         return False
     keyword.rebuild(conn)

@@ -190,18 +190,19 @@ class IndexWriter:
     def document_state(self, doc_id: str) -> DocumentState | None:
         """What is indexed for ``doc_id``, or None when it is not indexed."""
         row = self._db.execute(
-            "SELECT hash, metadata, file_hash FROM documents WHERE id = ?", (doc_id,)
+            "SELECT hash, metadata, file_hash, file_stat FROM documents WHERE id = ?", (doc_id,)
         ).fetchone()
-        return DocumentState(row[0], json.loads(row[1]), row[2]) if row else None
+        return DocumentState(row[0], json.loads(row[1]), row[2], row[3]) if row else None
 
-    def set_file_hash(self, doc_id: str, file_hash: str | None) -> None:
+    def set_file_hash(self, doc_id: str, file_hash: str | None, file_stat: str | None = None) -> None:
         """Record the file fingerprint of an unchanged document (its bytes changed, its text did
         not, or the index predates fingerprints), so the next ingest skips parsing it."""
         if file_hash is None:
             return
         cur = self._db.execute(
-            "UPDATE documents SET file_hash = ? WHERE id = ? AND file_hash IS NOT ?",
-            (file_hash, doc_id, file_hash),
+            "UPDATE documents SET file_hash = ?, file_stat = ? WHERE id = ? "
+            "AND (file_hash IS NOT ? OR file_stat IS NOT ?)",
+            (file_hash, file_stat, doc_id, file_hash, file_stat),
         )
         self.changed = self.changed or cur.rowcount > 0
 
@@ -226,9 +227,18 @@ class IndexWriter:
         first = next_chunk_id(self._db)
         stored = [replace(c, id=first + i) for i, c in enumerate(chunks)]
         self._db.execute(
-            "INSERT INTO documents (id, source, hash, metadata, indexed_at, chunks, file_hash) "
-            "VALUES (?,?,?,?,?,?,?)",
-            (doc.id, doc.source, doc.hash, json.dumps(doc.metadata), utc_now(), len(chunks), doc.file_hash),
+            "INSERT INTO documents (id, source, hash, metadata, indexed_at, chunks, file_hash, file_stat) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (
+                doc.id,
+                doc.source,
+                doc.hash,
+                json.dumps(doc.metadata),
+                utc_now(),
+                len(chunks),
+                doc.file_hash,
+                doc.file_stat,
+            ),
         )
         insert_chunks(self._db, stored)
         set_next_chunk_id(self._db, first + len(chunks))

@@ -165,7 +165,7 @@ class ToyWriter:
     def document_ids(self) -> set[str]:
         return set(self._docs)
 
-    def set_file_hash(self, doc_id: str, file_hash: str | None) -> None:
+    def set_file_hash(self, doc_id: str, file_hash: str | None, file_stat: str | None = None) -> None:
         doc = self._docs.get(doc_id)
         if doc is not None and file_hash is not None and doc.info["file_hash"] != file_hash:
             self._docs[doc_id] = replace(doc, info={**doc.info, "file_hash": file_hash})
