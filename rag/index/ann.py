@@ -1,0 +1,401 @@
+"""The FAISS index kinds a segment can be, how each is built, stored, opened and searched.
+
+Every kind scores by inner product of L2-normalised float32 vectors (= cosine), holds int64 chunk
+ids, and works at any dimension (384 for MiniLM):
+
+| kind      | FAISS index                                   | stores per vector       | search     |
+|-----------|-----------------------------------------------|-------------------------|------------|
+| `flat`    | `IndexIDMap2(IndexFlatIP)`                    | the vector (4·d bytes)  | exact      |
+| `hnsw`    | `IndexIDMap2(IndexHNSWFlat)`, inner product   | the vector + the graph  | approximate|
+| `ivf_sq8` | `IndexIVFScalarQuantizer`, 8-bit, residuals   | d bytes                 | approximate|
+| `ivf_pq`  | `IndexIVFPQ`, `pq_m` sub-quantizers of 8 bits | `pq_m` bytes            | approximate|
+
+**Which kind a segment gets** (`kind_for`), the rule:
+
+1. `kind="auto"` (the default): a segment of fewer than `auto_flat_below` vectors is `flat`, a
+   larger one is `auto_large_kind`. One commit's worth of vectors is small, so it is exact and
+   costs no training; bulk ingests and compactions reach the ANN kind.
+2. An explicit kind applies to every segment, except that an IVF kind with fewer than
+   `IVF_MIN_VECTORS` vectors is `flat`: too few points to train a coarse quantizer and a PQ
+   codebook, and a flat scan of that many is faster than any index anyway.
+
+The defaults come from `bench/index_scale.py` on this project's 2-core machine
+(docs/index-scale.md): at 1M vectors of dimension 384, IVF-SQ8 with `ivf_nprobe` lists keeps
+search p95 under 30 ms at recall@10 >= 0.95 and builds in minutes; HNSW reaches the recall too
+but its build on 2 cores is far slower and its file larger; flat's p95 passes 5 ms above
+`auto_flat_below`.
+
+**Filters** (`search`): `allowed` (a metadata filter's chunk ids) and `excluded` (tombstones) are
+applied inside the search, before the top-k, through a FAISS `IDSelector` in the search
+parameters, never by cutting an unfiltered top-k. Two rules keep a selective filter from losing
+results to the graph or the inverted lists:
+
+* fewer than `exact_filter_below` candidates (allowed less excluded): exact search over just
+  their stored vectors (`reconstruct`, then a dot product): never misses, and cheaper than any
+  index walk at that size;
+* otherwise the search effort is divided by the share of ids that can be returned (`efSearch` for
+  HNSW, `nprobe` for IVF, capped at `MAX_EF_SEARCH` and at the number of lists), so the number of
+  admissible candidates the search visits stays what it is unfiltered. There is no over-fetch.
+
+**Memory mapping** (`read(path, mmap=True)`, faiss-cpu 1.15, measured by RssFile/RssAnon in
+tests/rag/index/test_ann.py): every kind is opened with `IO_FLAG_MMAP_IFC`, which maps the large
+arrays (flat and HNSW vectors, the HNSW graph, IVF inverted lists) from the file instead of
+copying them, so server processes share the page cache. What stays in private memory: the
+`IndexIDMap2` reverse map (id -> row, rebuilt at open: about 40 bytes an id), IVF's direct map
+(id -> list position, a hash table also rebuilt at open) and the IVF centroids. `IO_FLAG_MMAP`
+alone maps only IVF lists (flat and HNSW are copied), and `IO_FLAG_MMAP | IO_FLAG_MMAP_IFC` is
+refused for IVF. A mapped index is read-only: adding to it makes FAISS abort the process (segments
+never change, so nothing here adds to a read index).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Literal
+
+import faiss
+import numpy as np
+
+Kind = Literal["flat", "hnsw", "ivf_sq8", "ivf_pq"]
+KINDS: tuple[Kind, ...] = ("flat", "hnsw", "ivf_sq8", "ivf_pq")
+
+IVF_MIN_VECTORS = 10_000  # below: IVF kinds are flat (rule 2 above); PQ needs 39 x 256 to train
+MIN_TRAIN_PER_LIST = 39  # FAISS warns below 39 training points per centroid
+MAX_EF_SEARCH = 4096  # cap of HNSW's filter-scaled efSearch; beyond it exact search is cheaper
+NORM_TOLERANCE = 1e-3  # |‖v‖ - 1| allowed for "L2-normalised" (float32 round-off of MiniLM output)
+BITMAP_MAX_IDS = 1 << 27  # ids below 2^27 may be filtered by a bitmap (<= 16 MiB); above, a hash set
+BITS_PER_HASHED_ID = 64  # memory of one id in IDSelectorBatch (hash set + Bloom), in bits
+
+
+@dataclass(frozen=True)
+class AnnParams:
+    """How segments are indexed and searched (settings `index.ann.*`); defaults measured in
+    docs/index-scale.md."""
+
+    kind: Literal["auto", "flat", "hnsw", "ivf_sq8", "ivf_pq"] = "auto"
+    auto_large_kind: Kind = "ivf_sq8"  # what `auto` gives segments of auto_flat_below or more
+    auto_flat_below: int = 50_000  # flat search p95 stays under ~5 ms below this (1 thread)
+    hnsw_m: int = 32  # graph degree: recall vs memory (2·M int32 neighbours a vector on level 0)
+    hnsw_ef_construction: int = 80  # build effort: recall of the graph vs build time
+    hnsw_ef_search: int = 64  # search effort: recall vs latency
+    ivf_nlist: int = 0  # inverted lists; 0 = from size: 4·sqrt(n), at least 39 points a list
+    ivf_nprobe: int = 32  # lists scanned per query: recall vs latency
+    ivf_train_per_list: int = 64  # training sample = this x nlist vectors (seeded); FAISS min 39
+    pq_m: int = 48  # PQ sub-quantizers (bytes per vector); must divide the dimension
+    exact_filter_below: int = 20_000  # fewer candidates than this under a filter: exact search
+    seed: int = 0  # training sample and k-means seed: IVF builds are deterministic given it
+    threads: int = 0  # FAISS OpenMP threads (configure_threads); 0 = FAISS's default (all cores)
+
+    def __post_init__(self) -> None:
+        if self.kind != "auto" and self.kind not in KINDS:
+            raise ValueError(f"index.ann.kind={self.kind!r}: choose auto or one of {', '.join(KINDS)}")
+        if self.auto_large_kind not in KINDS:
+            raise ValueError(
+                f"index.ann.auto_large_kind={self.auto_large_kind!r}: choose one of {', '.join(KINDS)}"
+            )
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, int) and value < 0:
+                raise ValueError(f"index.ann.{f.name}={value}: must be >= 0")
+        for name in ("hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe", "pq_m"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"index.ann.{name}={getattr(self, name)}: must be >= 1")
+        if self.ivf_train_per_list < MIN_TRAIN_PER_LIST:
+            raise ValueError(
+                f"index.ann.ivf_train_per_list={self.ivf_train_per_list}: must be >= "
+                f"{MIN_TRAIN_PER_LIST} (FAISS's minimum training points per list)"
+            )
+
+
+# --- the auto rule and building ------------------------------------------------------------------
+
+
+def kind_for(n: int, params: AnnParams) -> Kind:
+    """The kind a segment of ``n`` vectors gets (the rule in the module docstring)."""
+    kind: Kind
+    if params.kind == "auto":
+        kind = "flat" if n < params.auto_flat_below else params.auto_large_kind
+    else:
+        kind = params.kind
+    if kind.startswith("ivf") and n < IVF_MIN_VECTORS:
+        return "flat"
+    return kind
+
+
+def nlist_for(n: int, params: AnnParams) -> int:
+    """Inverted lists for ``n`` vectors: ``ivf_nlist``, or 4·sqrt(n) (FAISS's guideline range is
+    4-16·sqrt(n); the low end keeps training cheap), never fewer than 39 vectors a list."""
+    wanted = params.ivf_nlist or round(4 * math.sqrt(n))
+    return max(1, min(wanted, n // MIN_TRAIN_PER_LIST))
+
+
+def build(vectors: np.ndarray, ids: np.ndarray, params: AnnParams) -> faiss.Index:
+    """An index of the kind ``kind_for(len(ids), params)`` holding ``vectors`` under ``ids``.
+
+    ``vectors`` must be L2-normalised (checked: a raw vector would make inner product mean
+    nothing); IVF kinds train on a seeded sample, so a build is deterministic given
+    ``params.seed`` (HNSW's graph depends on thread timing when FAISS inserts in parallel).
+    """
+    x, labels = _checked(vectors, ids)
+    kind = kind_for(len(labels), params)
+    d = x.shape[1]
+    if kind == "flat":
+        index: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatIP(d))
+    elif kind == "hnsw":
+        graph = faiss.IndexHNSWFlat(d, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        graph.hnsw.efConstruction = params.hnsw_ef_construction
+        graph.hnsw.efSearch = params.hnsw_ef_search
+        index = faiss.IndexIDMap2(graph)
+    else:
+        index = _trained_ivf(kind, x, params)
+    index.add_with_ids(x, labels)
+    return index
+
+
+def _checked(vectors: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    labels = np.ascontiguousarray(ids, dtype=np.int64)
+    if x.ndim != 2 or labels.ndim != 1 or len(x) != len(labels):
+        raise ValueError(f"vectors {x.shape} and ids {labels.shape}: need (n, d) and (n,)")
+    if len(np.unique(labels)) != len(labels):
+        raise ValueError("ids must be unique: a chunk id names one vector")
+    if len(x):
+        norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+        worst = float(np.max(np.abs(norms - 1.0)))
+        if worst > NORM_TOLERANCE:
+            raise ValueError(f"vectors must be L2-normalised (a norm is off by {worst:.3g})")
+    return x, labels
+
+
+def _trained_ivf(kind: Kind, x: np.ndarray, params: AnnParams) -> faiss.Index:
+    n, d = x.shape
+    nlist = nlist_for(n, params)
+    quantizer = faiss.IndexFlatIP(d)
+    if kind == "ivf_sq8":
+        index = faiss.IndexIVFScalarQuantizer(
+            quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+    else:
+        if d % params.pq_m:
+            raise ValueError(f"index.ann.pq_m={params.pq_m} must divide the dimension {d}")
+        index = faiss.IndexIVFPQ(quantizer, d, nlist, params.pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+        index.pq.cp.seed = params.seed
+    index.cp.seed = params.seed
+    index.nprobe = params.ivf_nprobe
+    sample = min(n, params.ivf_train_per_list * nlist)
+    rows = np.sort(np.random.default_rng(params.seed).choice(n, size=sample, replace=False))
+    index.train(x[rows])
+    # Reconstruction by id (exact filtered search, VectorReadable, compaction) needs id -> list
+    # position; chunk ids are arbitrary int64, hence a hash table rather than an array.
+    index.set_direct_map_type(faiss.DirectMap.Hashtable)
+    return index
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+
+def write(index: faiss.Index, path: Path | str) -> None:
+    """Write ``index`` to ``path`` (the caller renames it into place: rag.fsutil.atomic_file)."""
+    faiss.write_index(index, str(path))
+
+
+def read(path: Path | str, mmap: bool = True) -> faiss.Index:
+    """Open an index file; with ``mmap`` its large arrays stay in the file's shared pages (module
+    docstring) and the index is read-only."""
+    return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
+
+
+def configure_threads(params: AnnParams) -> None:
+    """Set FAISS's OpenMP thread count (process-wide) when ``params.threads`` asks for one.
+    Single-query searches run on one thread either way; builds use them all."""
+    if params.threads:
+        faiss.omp_set_num_threads(params.threads)
+
+
+# --- what an index holds -------------------------------------------------------------------------
+
+
+def kind_of(index: faiss.Index) -> Kind:
+    """Which of KINDS a built or read index is."""
+    if isinstance(index, faiss.IndexIDMap2):
+        inner = faiss.downcast_index(index.index)
+        return "hnsw" if isinstance(inner, faiss.IndexHNSW) else "flat"
+    if isinstance(index, faiss.IndexIVFScalarQuantizer):
+        return "ivf_sq8"
+    if isinstance(index, faiss.IndexIVFPQ):
+        return "ivf_pq"
+    raise TypeError(f"{type(index).__name__} is not an index rag.index.ann builds")
+
+
+def size(index: faiss.Index) -> int:
+    """Vectors stored."""
+    return int(index.ntotal)
+
+
+def ids_of(index: faiss.Index) -> np.ndarray:
+    """Every id stored, sorted (int64)."""
+    if isinstance(index, faiss.IndexIDMap2):
+        return np.sort(faiss.vector_to_array(index.id_map).astype(np.int64))
+    invlists = faiss.extract_index_ivf(index).invlists
+    parts = [_list_ids(invlists, i) for i in range(invlists.nlist)]
+    return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _list_ids(invlists: faiss.InvertedLists, number: int) -> np.ndarray:
+    n = invlists.list_size(number)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    return faiss.rev_swig_ptr(invlists.get_ids(number), n).astype(np.int64)
+
+
+def reconstruct(index: faiss.Index, ids: np.ndarray) -> np.ndarray:
+    """The stored vector of each id, one row each: exact for flat and hnsw (they keep the
+    vectors), decoded for ivf_sq8 (8-bit residuals: off by ~1e-3 in cosine) and ivf_pq
+    (product codes: cosine to the original ~0.9 at pq_m=48, d=384). KeyError for an id the
+    index does not hold."""
+    keys = np.ascontiguousarray(ids, dtype=np.int64)
+    if len(keys) == 0:
+        return np.zeros((0, index.d), dtype=np.float32)
+    try:
+        return index.reconstruct_batch(keys)
+    except RuntimeError:
+        missing = [int(k) for k in keys if not _holds(index, int(k))]
+        raise KeyError(f"ids not in this index: {missing[:5]}") from None
+
+
+def _holds(index: faiss.Index, key: int) -> bool:
+    try:
+        index.reconstruct(key)
+    except RuntimeError:
+        return False
+    return True
+
+
+# --- search ----------------------------------------------------------------------------------------
+
+
+def search(
+    index: faiss.Index,
+    queries: np.ndarray,
+    k: int,
+    *,
+    allowed: np.ndarray | None = None,
+    excluded: np.ndarray | None = None,
+    params: AnnParams | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``k`` of each query row: (scores, ids), each (nq, k), best first; missing places
+    (fewer than k candidates) are id -1, score -inf.
+
+    ``allowed``: only these ids may be returned (a metadata filter; ids the index does not hold
+    are ignored); ``excluded``: never returned (tombstones). Both apply before the top-k (module
+    docstring: exact search under a selective filter, scaled effort otherwise).
+    """
+    params = params or AnnParams()
+    q = np.ascontiguousarray(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
+    if k <= 0 or index.ntotal == 0:
+        return _empty(len(q), max(k, 0))
+    allowed = _sorted_ids(allowed)
+    excluded = _sorted_ids(excluded)
+    if allowed is not None and len(allowed) < params.exact_filter_below:
+        if excluded is not None:
+            allowed = allowed[~np.isin(allowed, excluded)]
+        return _exact(index, q, k, allowed)
+    candidates = len(allowed) if allowed is not None else index.ntotal - _count(excluded)
+    share = min(1.0, max(candidates, 1) / index.ntotal)
+    keep: list[object] = []  # selectors and bitmaps FAISS points at: alive until the search ends
+    selector = _selector(allowed, excluded, keep)
+    scores, labels = index.search(q, k, params=_search_params(index, params, share, selector))
+    scores[labels < 0] = -np.inf
+    return scores, labels
+
+
+def _sorted_ids(ids: np.ndarray | None) -> np.ndarray | None:
+    """``ids`` as sorted unique int64; callers usually pass them sorted (the store's filter ids,
+    a segment's tombstones), so the O(n) check spares an O(n log n) sort on every query."""
+    if ids is None:
+        return None
+    a = np.asarray(ids, dtype=np.int64)
+    return a if len(a) < 2 or bool(np.all(a[1:] > a[:-1])) else np.unique(a)
+
+
+def _count(ids: np.ndarray | None) -> int:
+    return 0 if ids is None else len(ids)
+
+
+def _empty(nq: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.full((nq, k), -np.inf, dtype=np.float32), np.full((nq, k), -1, dtype=np.int64)
+
+
+def _exact(index: faiss.Index, q: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k among ``allowed`` by their stored vectors (decoded for IVF kinds, so the scores
+    are the ones the index's own search would give)."""
+    try:
+        vectors = index.reconstruct_batch(allowed)
+    except RuntimeError:  # some allowed ids live in another segment: keep the ones held here
+        allowed = np.asarray([i for i in allowed if _holds(index, int(i))], dtype=np.int64)
+        if len(allowed) == 0:
+            return _empty(len(q), k)
+        vectors = index.reconstruct_batch(allowed)
+    scores = q @ vectors.T  # (nq, m)
+    top = min(k, len(allowed))
+    part = np.argpartition(-scores, top - 1, axis=1)[:, :top]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((allowed[part], -part_scores), axis=1)  # score desc, then id asc
+    best = np.take_along_axis(part, order, axis=1)
+    out_scores, out_ids = _empty(len(q), k)
+    out_scores[:, :top] = np.take_along_axis(scores, best, axis=1)
+    out_ids[:, :top] = allowed[best]
+    return out_scores, out_ids
+
+
+def _selector(
+    allowed: np.ndarray | None, excluded: np.ndarray | None, keep: list[object]
+) -> faiss.IDSelector | None:
+    """allowed and not excluded, as one FAISS selector (None: every id may be returned)."""
+    parts: list[faiss.IDSelector] = []
+    if allowed is not None:
+        parts.append(_member_selector(allowed, keep))
+    if excluded is not None and len(excluded):
+        dead = _member_selector(excluded, keep)
+        keep.append(dead)
+        parts.append(faiss.IDSelectorNot(dead))
+    if len(parts) < 2:
+        return parts[0] if parts else None
+    keep.extend(parts)
+    return faiss.IDSelectorAnd(parts[0], parts[1])
+
+
+def _member_selector(ids: np.ndarray, keep: list[object]) -> faiss.IDSelector:
+    """A bitmap (a test is one memory read) when the ids are non-negative, below BITMAP_MAX_IDS
+    and dense enough that one bit per id up to the largest costs no more than FAISS's hash set
+    (IDSelectorBatch: about 64 bits an id with its Bloom filter); else that hash set."""
+    top = int(ids[-1]) + 1 if len(ids) else 0
+    if len(ids) and ids[0] >= 0 and top < BITMAP_MAX_IDS and top <= BITS_PER_HASHED_ID * len(ids):
+        bits = np.zeros(top, dtype=bool)
+        bits[ids] = True
+        bitmap = np.packbits(bits, bitorder="little")
+        keep.append(bitmap)
+        return faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
+    return faiss.IDSelectorBatch(ids)
+
+
+def _search_params(
+    index: faiss.Index, params: AnnParams, share: float, selector: faiss.IDSelector | None
+) -> faiss.SearchParameters:
+    """Search parameters of the index's kind, the effort divided by the share of ids that can be
+    returned (module docstring)."""
+    kind = kind_of(index)
+    if kind == "hnsw":
+        ef = min(MAX_EF_SEARCH, math.ceil(params.hnsw_ef_search / share))
+        sp = faiss.SearchParametersHNSW(efSearch=ef)
+    elif kind.startswith("ivf"):
+        ivf = faiss.extract_index_ivf(index)
+        nprobe = min(ivf.nlist, math.ceil(params.ivf_nprobe / share))
+        sp = faiss.SearchParametersIVF(nprobe=nprobe)
+    else:
+        sp = faiss.SearchParameters()
+    if selector is not None:
+        sp.sel = selector
+    return sp
