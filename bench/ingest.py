@@ -18,7 +18,15 @@ RSS (ru_maxrss). Rows:
 * ceiling/<backend>: the embedder alone over our distinct chunk texts (``SentenceTransformer.encode``
   for torch, ``embed_documents`` for the others): what ingestion would cost with zero overhead.
 
-Wall times exclude model loading (reported separately) and include parsing for both sides.
+* cli/ours: the whole command as a user runs it, ``rag ingest CORPUS --index TMP`` in a fresh
+  subprocess (Python start-up, imports, model load, parsing, embedding, the commit), timed from
+  outside; cli/langchain: a fresh subprocess doing LangChain's whole job the same way (imports,
+  model load, our loaders' text, split, embed, ``FAISS.from_documents``, ``save_local``). Recall
+  is then measured on the indexes those commands wrote.
+
+In-process wall times exclude model loading (reported separately) and include parsing for both
+sides; the CLI rows include everything. Every path runs once per round, round-robin (ours,
+LangChain, ours, ...), and both the best and the median round are reported.
 """
 
 from __future__ import annotations
@@ -400,6 +408,58 @@ def worker_cosine(prep: dict[str, Any], backend: str, out: dict[str, Any]) -> No
     }
 
 
+def lc_index(prep: dict[str, Any]) -> Any:
+    """LangChain's whole job, imports included: what `cli/langchain` times as a subprocess."""
+    from langchain_community.vectorstores import FAISS
+    from langchain_core.documents import Document as LcDocument
+    from langchain_huggingface import HuggingFaceEmbeddings
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    hf = HuggingFaceEmbeddings(model_name=str(model_path()))
+    docs = load_corpus(Path(prep["corpus"]))
+    lc_docs = [LcDocument(page_content=d.text, metadata={"doc_id": d.id}) for d in docs]
+    splitter = RecursiveCharacterTextSplitter(
+        chunk_size=LC_CHUNK_SIZE, chunk_overlap=LC_OVERLAP, add_start_index=True
+    )
+    return FAISS.from_documents(splitter.split_documents(lc_docs), hf), hf
+
+
+def worker_langchain_cli(prep: dict[str, Any], target: Path, out: dict[str, Any]) -> None:
+    store, _ = lc_index(prep)
+    store.save_local(str(target))  # a user keeps the index, as `rag ingest` does
+    out["chunks"] = store.index.ntotal
+
+
+def worker_cli_recall(prep: dict[str, Any], backend: str, target: Path, out: dict[str, Any]) -> None:
+    """recall@k of the index a CLI run wrote (ours: `backend` is the embedder; LangChain: FAISS)."""
+    ranks = []
+    if backend == "langchain":
+        from langchain_community.vectorstores import FAISS
+        from langchain_huggingface import HuggingFaceEmbeddings
+
+        hf = HuggingFaceEmbeddings(model_name=str(model_path()))
+        store = FAISS.load_local(str(target), hf, allow_dangerous_deserialization=True)  # our own file
+        for q in prep["questions"]:
+            found = store.similarity_search(q["query"], k=TOP_K)
+            spans = [(d.metadata["doc_id"], d.metadata["start_index"],
+                      d.metadata["start_index"] + len(d.page_content)) for d in found]  # fmt: skip
+            ranks.append(first_hit(q, spans))
+        out["chunks"] = store.index.ntotal
+    else:
+        from rag.config import load_settings
+        from rag.embedding import make_embedder
+        from rag.index.reader import IndexReader
+
+        embedder = make_embedder(load_settings().embedding)
+        reader = IndexReader.open(target)
+        for q in prep["questions"]:
+            results = reader.search(embedder.embed_query(q["query"]), TOP_K)
+            ranks.append(first_hit(q, [(r.chunk.document_id, r.chunk.start, r.chunk.end) for r in results]))
+        out["chunks"] = reader.size
+        reader.close()
+    out["quality"] = Hits(ranks).summary()
+
+
 def run_worker(args: argparse.Namespace) -> None:
     prep = json.loads(Path(args.prep).read_text())
     out: dict[str, Any] = {"kind": args.kind, "backend": args.backend}
@@ -411,6 +471,10 @@ def run_worker(args: argparse.Namespace) -> None:
         worker_ceiling(prep, args.backend, out)
     elif args.kind == "cosine":
         worker_cosine(prep, args.backend, out)
+    elif args.kind == "cli-langchain":
+        worker_langchain_cli(prep, Path(args.target), out)
+    elif args.kind == "cli-recall":
+        worker_cli_recall(prep, args.backend, Path(args.target), out)
     Path(args.result).write_text(json.dumps(out))
 
 
@@ -434,11 +498,90 @@ def spawn(kind: str, backend: str, work: Path) -> dict[str, Any]:
     return out
 
 
+def cli_command(kind: str, work: Path, target: Path) -> list[str]:
+    """The command a user would run: `rag ingest` (ours) or the LangChain script (this file's
+    cli-langchain worker, which imports and does everything itself)."""
+    prep = json.loads((work / "prep.json").read_text())
+    if kind == "ours":
+        rag = Path(sys.executable).with_name("rag")
+        return [str(rag), "ingest", prep["corpus"], "--index", str(target)]
+    return [sys.executable, str(Path(__file__).resolve()), "--worker", "cli-langchain",
+            "--prep", str(work / "prep.json"), "--result", str(work / "cli-langchain.json"),
+            "--target", str(target)]  # fmt: skip
+
+
+def spawn_cli(kind: str, work: Path) -> dict[str, Any]:
+    """One whole CLI run in a fresh process, wall time measured from outside (start to exit)."""
+    target = work / f"cli-{kind}-index"
+    shutil.rmtree(target, ignore_errors=True)
+    cmd = cli_command(kind, work, target)
+    load_before = os.getloadavg()[0]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-4000:])
+        raise SystemExit(f"cli/{kind} failed with exit code {proc.returncode}: {shlex.join(cmd)}")
+    print(f"  cli/{kind}: {wall:.1f} s", file=sys.stderr, flush=True)
+    return {"kind": f"cli-{kind}", "wall_s": wall, "loadavg": load_before, "target": str(target),
+            "command": shlex.join(cmd)}  # fmt: skip
+
+
+def cli_recall(kind: str, work: Path, target: str) -> dict[str, Any]:
+    result = work / f"cli-recall-{kind}.json"
+    backend = "langchain" if kind == "langchain" else "ours"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "cli-recall", "--backend", backend,
+           "--prep", str(work / "prep.json"), "--result", str(result), "--target", target]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-4000:])
+        raise SystemExit(f"cli-recall/{kind} failed with exit code {proc.returncode}")
+    return json.loads(result.read_text())
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def render_cli(cli: dict[str, list[dict[str, Any]]], recall: dict[str, dict[str, Any]]) -> str:
+    """The CLI-wall table: best and median of the rounds, the ratio, recall@10 beside it."""
+    walls = {k: [r["wall_s"] for r in runs] for k, runs in cli.items()}
+    lc_best, lc_med = min(walls["langchain"]), median(walls["langchain"])
+    lines = [
+        "Whole command, wall time as a user sees it (fresh process: Python start-up, imports, model "
+        "load, parsing, embedding, writing the index), measured from outside, rounds interleaved:",
+        "",
+        "| command | rounds (s) | best s | median s | best vs LangChain | median vs LangChain "
+        "| chunks | recall@1 | recall@10 | MRR@10 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for kind in ("ours", "langchain"):
+        w, q = walls[kind], recall[kind]["quality"]
+        best, med = min(w), median(w)
+        name = (
+            "ours: `rag ingest CORPUS --index TMP`"
+            if kind == "ours"
+            else (
+                "LangChain script (imports, HuggingFaceEmbeddings, split, FAISS.from_documents, save_local)"
+            )
+        )
+        lines.append(
+            f"| {name} | {', '.join(f'{x:.1f}' for x in w)} | {best:.2f} | {med:.2f} "
+            f"| **{lc_best / best:.2f}x** | **{lc_med / med:.2f}x** | {recall[kind]['chunks']:,} "
+            f"| {q['recall@1']:.2f} | {q['recall@10']:.2f} | {q['mrr@10']:.3f} |"
+        )
+    lines += ["", "Commands (one round each): " + "; ".join(f"`{cli[k][-1]['command']}`" for k in cli), ""]
+    return "\n".join(lines)
+
+
 def best_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """The round with the shortest first-run wall time (the one least disturbed by other load on
     the machine); every round's wall time is kept for the report."""
     best = dict(min(rounds, key=lambda r: r["first"]["wall_s"]))
     best["all_walls"] = [r["first"]["wall_s"] for r in rounds]
+    best["median_wall"] = median(best["all_walls"])
     return best
 
 
@@ -568,6 +711,15 @@ def render(prep: dict[str, Any], results: list[dict[str, Any]], command: str, to
             )
             + "."
         )
+    lc_med = lc.get("median_wall", lc_wall)
+    for r in results:
+        if r["kind"] == "ours" and "median_wall" in r:
+            med = r["median_wall"]
+            lines.append(
+                f"Median round, ours/{r['backend']}: {med:.2f} s vs LangChain's {lc_med:.2f} s: "
+                f"{lc_med / med * r['first']['summary']['chunks'] / lc['first']['summary']['chunks']:.2f}x "
+                f"LangChain's chunks/s, {lc_med / med:.2f}x its docs/s."
+            )
     lines.append(
         f"LangChain chunks longer than the model's {MODEL_MAX_SEQ} word pieces (silently truncated when "
         f"embedded): {lc['truncated_chunks']} of {lc['first']['summary']['chunks']}; ours: 0 by construction."
@@ -642,11 +794,13 @@ def main() -> None:
         default="torch",
         help="backends that get an embedder-only row (comma-separated; '' for none)",
     )
+    parser.add_argument("--no-cli", action="store_true", help="skip the whole-command (CLI wall) rows")
     # Internal: run one measured path.
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--backend", default="torch", help=argparse.SUPPRESS)
     parser.add_argument("--prep", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--target", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         args.kind = args.worker
@@ -671,14 +825,22 @@ def main() -> None:
         paths = [("langchain", "torch"), *[("ours", b) for b in backends]]
         paths += [("ceiling", b.strip()) for b in args.ceilings.split(",") if b.strip()]
         runs: dict[tuple[str, str], list[dict[str, Any]]] = {p: [] for p in paths}
+        cli: dict[str, list[dict[str, Any]]] = {"ours": [], "langchain": []}
         for round_no in range(args.rounds):  # round-robin, so a burst of other load hits one round
             if args.rounds > 1:
                 print(f"round {round_no + 1} of {args.rounds}", file=sys.stderr, flush=True)
+            if not args.no_cli:
+                for kind in cli:  # ours, LangChain, ours, ...: interleaved with everything else
+                    cli[kind].append(spawn_cli(kind, work))
             for path in paths:
                 runs[path].append(spawn(*path, work))
         results = [best_of(runs[p]) for p in paths]
         results += [spawn("cosine", b, work) for b in backends if b != "torch"]
+        recall = {} if args.no_cli else {k: cli_recall(k, work, cli[k][-1]["target"]) for k in cli}
     report = render(prep, results, command.strip(), time.perf_counter() - started)
+    if not args.no_cli:
+        head, sep, rest = report.partition("\n\n| path |")
+        report = head + "\n\n" + render_cli(cli, recall) + "\nIn-process (model already loaded):" + sep + rest
     print(report)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,7 @@ def ingest(
     folder is cheap. A file that cannot be read is reported and the rest are indexed.
     """
     from ingest.pipeline import ingest as run_ingest
-    from rag.embedding import make_embedder
+    from rag.embedding import make_lazy_embedder
 
     cfg = settings(
         config,
@@ -55,7 +55,8 @@ def ingest(
         **{"chunking.chunk_tokens": chunk_tokens, "chunking.overlap_tokens": overlap_tokens},
     )
     meta = _read_metadata(metadata) if metadata else None
-    embedder = run(lambda: make_embedder(cfg.embedding))
+    # Loaded only if some file needs embedding: a no-op re-ingest never loads the model.
+    embedder = run(lambda: make_lazy_embedder(cfg.embedding))
     with _progress(quiet=as_json) as sink:
         summary = run(lambda: run_ingest(paths, cfg, embedder, sync=sync, metadata=meta, progress=sink))
     if as_json:

@@ -23,6 +23,7 @@ from ingest.loaders.common import (
     display_name,
     file_fingerprint,
     file_size,
+    file_stat,
 )
 from ingest.loaders.html import HtmlLoader
 from ingest.loaders.pdf import PdfLoader
@@ -48,6 +49,7 @@ __all__ = [
     "TextLoader",
     "default_document_id",
     "file_fingerprint",
+    "file_stat",
     "iter_files",
     "load_document",
     "scan_files",

@@ -104,6 +104,25 @@ def file_fingerprint(path: Path, max_bytes: int | None = None) -> str | None:
     return digest.hexdigest()
 
 
+def file_stat(path: Path) -> str | None:
+    """``"<bytes>:<mtime_ns>:<parser version>"`` of a regular file, or None (not a regular file,
+    unreadable). The parser version is part of it for the reason it seeds the fingerprint: a new
+    parser must see every file again.
+
+    Stored with the file's fingerprint when it is hashed: a later ingest that finds the same stat
+    skips hashing the file (one stat call instead of reading every byte). The limit, as for any
+    stat cache (make, rsync, git's index): bytes rewritten to the same size within the file
+    system's timestamp granularity of the recorded stat go unnoticed until the file changes again.
+    """
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return f"{st.st_size}:{st.st_mtime_ns}:{PARSER_VERSION}"
+
+
 def default_document_id(path: Path) -> str:
     """The normalised absolute path: stable across runs and relative spellings of the path."""
     return resolved(Path(path)).as_posix()

@@ -7,13 +7,13 @@ import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-
-from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
-from bs4.dammit import EncodingDetector
-from bs4.element import NavigableString, PreformattedString, Tag
+from typing import TYPE_CHECKING
 
 from ingest.loaders.common import SNIFF_BYTES, BytesLoader, clean_text, decode_text
 from rag.types import Page
+
+if TYPE_CHECKING:  # bs4 is imported when a page is parsed: `rag ingest` with nothing to parse
+    from bs4 import BeautifulSoup, Tag  # never pays for it
 
 _DROP_TAGS = ("script", "style", "noscript", "template", "head", "meta", "link", "iframe", "svg", "canvas")
 # Elements that end a paragraph (blank line) vs. ones that only end a line.
@@ -45,6 +45,9 @@ class HtmlLoader(BytesLoader):
 
 
 def _html_document(data: bytes, path: Path) -> tuple[str, list[Page]]:
+    from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
+    from bs4.dammit import EncodingDetector
+
     declared = EncodingDetector.find_declared_encoding(data[:SNIFF_BYTES], is_html=True)
     with warnings.catch_warnings():  # XHTML parsed as HTML is what we want: visible text only
         warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
@@ -80,6 +83,8 @@ def _html_text(soup: BeautifulSoup) -> str:
 def _html_events(root: Tag) -> Iterator[object]:
     """Yield strings and layout markers in document order; iterative, so deep markup can't
     exhaust Python's recursion limit."""
+    from bs4.element import NavigableString, PreformattedString, Tag
+
     stack: list[object] = [root]
     while stack:
         item = stack.pop()

@@ -8,13 +8,14 @@ import logging
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-
-from pypdf import PasswordType, PdfReader
-from pypdf.errors import DependencyError, FileNotDecryptedError
+from typing import TYPE_CHECKING
 
 from ingest.loaders.common import PAGE_SEPARATOR, BytesLoader, clean_text, display_name
 from rag.errors import LoaderError
 from rag.types import Page
+
+if TYPE_CHECKING:  # pypdf is imported when a PDF is parsed: `rag ingest` with nothing to parse
+    from pypdf import PdfReader  # never pays for it
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,9 @@ def _pdf_page_texts(data: bytes, path: Path) -> list[str]:
 
     The two failures that are not the file's fault get their own message: a password the user
     must supply, and a missing decryption library (AES PDFs need ``cryptography``)."""
+    from pypdf import PdfReader
+    from pypdf.errors import DependencyError, FileNotDecryptedError
+
     try:
         with _pypdf_to_debug(path):
             reader = PdfReader(io.BytesIO(data))
@@ -72,6 +76,8 @@ def _pdf_page_texts(data: bytes, path: Path) -> list[str]:
 def _unlock(reader: PdfReader, path: Path) -> None:
     """Many PDFs are "encrypted" only with an owner password (permissions-only: any viewer opens
     them); the empty user password opens them, and they are indexed like any other PDF."""
+    from pypdf import PasswordType
+
     if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
         raise _password_protected(path)
 

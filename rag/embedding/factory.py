@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from rag import registry
 from rag.config import EmbeddingSettings
@@ -12,6 +14,9 @@ from rag.errors import ConfigError
 from rag.protocols import Embedder
 
 PACKAGE_PREFIX = "pkg:"
+# sentence-transformers module types whose output width is the transformer's hidden size.
+SAME_WIDTH_MODULES = ("Transformer", "Pooling", "Normalize")
+DENSE_MODULE = "Dense"
 
 
 def resolve_model_path(model: str) -> Path:
@@ -44,7 +49,40 @@ def make_embedder(settings: EmbeddingSettings) -> Embedder:
     ``onnx`` and ``onnx-int8`` need onnxruntime + onnx (the dev/bench extras).
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a model hub at run time
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # our own progress bars report the work that matters
     return registry.build("embedder", settings.backend, settings, setting="embedding.backend")
+
+
+def make_lazy_embedder(settings: EmbeddingSettings) -> Embedder:
+    """The configured embedder, loaded only when something is embedded or counted (see
+    rag.embedding.lazy); built at once when its identity cannot be known without loading it
+    (a backend class without ``model_id_for``, or a model folder whose width is not readable)."""
+    from rag.embedding.lazy import LazyEmbedder
+
+    backend = registry.resolve("embedder", settings.backend, setting="embedding.backend")
+    model_id_for = getattr(backend, "model_id_for", None)
+    dim = model_dim(resolve_model_path(settings.model)) if model_id_for else None
+    if model_id_for is None or dim is None:
+        return make_embedder(settings)
+    return LazyEmbedder(settings, model_id_for(settings), dim, lambda: make_embedder(settings))
+
+
+def model_dim(folder: Path) -> int | None:
+    """The vector width a sentence-transformers folder produces, from its config files alone:
+    the last Dense module's ``out_features``, else the transformer's ``hidden_size``; None when
+    the files do not say (an unknown module type, a missing file)."""
+    try:
+        modules = _read_json(folder / "modules.json") if (folder / "modules.json").is_file() else []
+        dim = int(_read_json(folder / "config.json")["hidden_size"])
+        for module in modules:
+            kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+            if kind == DENSE_MODULE:
+                dim = int(_read_json(folder / module["path"] / "config.json")["out_features"])
+            elif kind not in SAME_WIDTH_MODULES:
+                return None
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    return dim
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -64,9 +64,9 @@ class OnnxEmbedder:
         self._files = ModelFiles(folder, cache_dir or settings.cache_dir)
         path = self._files.int8() if self.quantized else self._files.fp32()
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(
+            str(path), _session_options(ort, settings), providers=["CPUExecutionProvider"]
+        )
         self._inputs = {i.name for i in self._session.get_inputs()}
 
         # tokenizer.json may carry its own truncation/padding (128 for MiniLM): set ours explicitly.
@@ -81,9 +81,15 @@ class OnnxEmbedder:
         post = self._counter.post_processor
         special = post.num_special_tokens_to_add(False) if post else 0
 
-        self.model_id = settings.model + (INT8_SUFFIX if self.quantized else "")
+        self.model_id = self.model_id_for(settings)
         self.dim = int(self._session.get_outputs()[0].shape[-1])
         self.max_tokens = self._max_seq - special
+
+    @classmethod
+    def model_id_for(cls, settings: EmbeddingSettings) -> str:
+        """The id this backend gives ``settings.model``, known without loading it (the lazy
+        embedder opens the index writer with it)."""
+        return settings.model + (INT8_SUFFIX if cls.quantized else "")
 
     # -- Embedder protocol -------------------------------------------------------------------
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
@@ -128,6 +134,18 @@ class OnnxInt8Embedder(OnnxEmbedder):
     """int8 weights (dynamic quantization, per channel); see the module docstring."""
 
     quantized = True
+
+
+def _session_options(ort: Any, settings: EmbeddingSettings) -> Any:
+    """Full graph optimisation; ``embedding.threads`` intra-op threads (0: ONNX Runtime's
+    default, one per physical core); sequential execution (MiniLM's graph is one chain, parallel
+    mode only adds scheduling)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if settings.threads:
+        options.intra_op_num_threads = settings.threads
+    return options
 
 
 def _pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
@@ -185,6 +203,9 @@ class ModelFiles:
     def _export(self, target: Path) -> None:
         import torch
         from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # our own progress bars report the work that matters
 
         # Eager attention traces to plain MatMul/Softmax, which every ONNX Runtime build runs.
         model = AutoModel.from_pretrained(str(self.folder), attn_implementation="eager").eval()

@@ -14,16 +14,24 @@ from rag.embedding.factory import resolve_model_path
 class SentenceTransformerEmbedder:
     def __init__(self, settings: EmbeddingSettings) -> None:
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # our own progress bars report the work that matters
 
         path = resolve_model_path(settings.model)
         self._model = SentenceTransformer(str(path), device=settings.device)
         self._settings = settings
         self.batch_size = settings.batch_size
         # The configured name, not the install path, so an index moves between machines.
-        self.model_id = settings.model
+        self.model_id = self.model_id_for(settings)
         self.dim = int(self._model.get_embedding_dimension())
         special = self._model.tokenizer.num_special_tokens_to_add(pair=False)
         self.max_tokens = int(self._model.max_seq_length) - special
+
+    @classmethod
+    def model_id_for(cls, settings: EmbeddingSettings) -> str:
+        """The id of ``settings.model``, known without loading it (see rag.embedding.lazy)."""
+        return settings.model
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         prefixed = [self._settings.passage_prefix + t for t in texts]
