@@ -154,14 +154,14 @@ def ingest(
     ):
         batcher = _Batcher(writer, embedder, summary, progress, settings.ingest.embed_window)
         chunker: Chunker | None = None
-        parse = _parse(files, writer, parser, settings, metadata or {}, specs, summary, progress, embedder)
+        parse = _parse(scan, writer, parser, settings, metadata or {}, specs, summary, progress, embedder)
         for doc in parse:
             chunker = chunker or _chunker(settings, embedder)
             batcher.add(doc, chunker.split(doc))
         parser.close()
         batcher.flush()
         if sync:
-            seen = {_doc_id(f, specs) for f in files}
+            seen = {_doc_id(f, specs, scan.resolved) for f in files}
             summary.deleted = _delete_missing(writer, scan, seen)
         if writer.changed:
             summary.index_version = writer.commit().version
@@ -193,9 +193,13 @@ def _writer(settings: Settings, embedder: Embedder, store: VectorStore | None) -
     return store.writer(embedder)
 
 
-def _doc_id(path: Path, specs: Mapping[str, FileSpec]) -> str:
+def _doc_id(path: Path, specs: Mapping[str, FileSpec], resolved: Mapping[Path, Path] | None = None) -> str:
+    """The spec's id, else the resolved path (from the scan when it already resolved it)."""
     spec = specs.get(path.as_posix())
-    return spec.doc_id if spec else default_document_id(path)
+    if spec:
+        return spec.doc_id
+    real = resolved.get(path) if resolved else None
+    return real.as_posix() if real is not None else default_document_id(path)
 
 
 @dataclass
@@ -210,7 +214,7 @@ class _File:
 
 
 def _parse(
-    files: list[Path],
+    scan: FileScan,
     writer: StoreWriter,
     parser: ParsePool,
     settings: Settings,
@@ -227,8 +231,8 @@ def _parse(
     unchanged (with its new fingerprint and stat).
     """
     max_bytes = int(settings.ingest.max_file_mb * 1024 * 1024)
-    progress.start("parse", len(files))
-    queue = _changed_files(files, writer, settings, metadata, specs, summary, progress)
+    progress.start("parse", len(scan.files))
+    queue = _changed_files(scan, writer, settings, metadata, specs, summary, progress)
     if queue:  # a lazy embedder's model loads while the parse workers start and parse
         with contextlib.suppress(AttributeError):
             embedder.load_in_background()  # type: ignore[attr-defined]
@@ -255,7 +259,7 @@ def _parse(
 
 
 def _changed_files(
-    files: list[Path],
+    scan: FileScan,
     writer: StoreWriter,
     settings: Settings,
     metadata: Mapping[str, dict[str, Any]],
@@ -267,10 +271,10 @@ def _changed_files(
     max_bytes = int(settings.ingest.max_file_mb * 1024 * 1024)
     limits = MetadataLimits.from_settings(settings.server)
     queue: list[_File] = []
-    for path in files:
+    for path in scan.files:
         summary.documents += 1
         spec = specs.get(path.as_posix())
-        doc_id = _doc_id(path, specs)
+        doc_id = _doc_id(path, specs, scan.resolved)
         item = _File(
             path=path,
             doc_id=doc_id,

@@ -140,6 +140,9 @@ class FileScan:
     files: list[Path] = field(default_factory=list)
     folders: list[Path] = field(default_factory=list)
     unreadable: list[tuple[Path, LoaderError]] = field(default_factory=list)
+    # Each file's resolved path (its document id's source), found once while walking: resolving
+    # costs a system call per path component, and a re-ingest of 10,000 files did it twice each.
+    resolved: dict[Path, Path] = field(default_factory=dict)
 
 
 def scan_files(paths: Iterable[Path], suffixes: Iterable[str]) -> FileScan:
@@ -158,14 +161,14 @@ def scan_files(paths: Iterable[Path], suffixes: Iterable[str]) -> FileScan:
         given = Path(given)
         if _is_dir(given):
             scan.folders.append(given)
-            found: Iterable[Path] = _walk(given, wanted, scan.unreadable)
+            found: Iterable[tuple[Path, Path]] = _walk(given, wanted, scan.unreadable)
         else:  # a file, or something the loader will explain (missing, unreadable, a FIFO)
-            found = [given]
-        for path in found:
-            key = resolved(path)
+            found = [(given, resolved(given))]
+        for path, key in found:
             if key not in seen:
                 seen.add(key)
                 scan.files.append(path)
+                scan.resolved[path] = key
     return scan
 
 
@@ -272,8 +275,12 @@ def _too_large(path: Path, size: int, max_bytes: int) -> LoaderError:
     )
 
 
-def _walk(root: Path, wanted: set[str], unreadable: list[tuple[Path, LoaderError]]) -> Iterator[Path]:
-    """os.walk drops folders it cannot list unless told; each one is recorded in ``unreadable``."""
+def _walk(
+    root: Path, wanted: set[str], unreadable: list[tuple[Path, LoaderError]]
+) -> Iterator[tuple[Path, Path]]:
+    """(path, resolved path) of each wanted file. os.walk drops folders it cannot list unless
+    told; each one is recorded in ``unreadable``. A folder is resolved once; a file only when it
+    is a symlink (otherwise it resolves to its resolved folder plus its name)."""
 
     def failed(exc: OSError) -> None:
         where = Path(exc.filename) if exc.filename else root
@@ -281,9 +288,12 @@ def _walk(root: Path, wanted: set[str], unreadable: list[tuple[Path, LoaderError
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=failed):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        folder = Path(dirpath)
+        real_folder = resolved(folder)
         for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in wanted:
-                yield Path(dirpath) / name
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in wanted:
+                path = folder / name
+                yield path, resolved(path) if os.path.islink(path) else real_folder / name
 
 
 # --------------------------------------------------------------------------- text decoding
