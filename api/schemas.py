@@ -432,6 +432,12 @@ class Health(BaseModel):
     queue: QueueInfo
 
 
+class SegmentOut(BaseModel):
+    number: int = Field(description="The version that wrote the segment.")
+    vectors: int = Field(description="Vectors stored, tombstoned ones included.")
+    kind: str = Field(description="The FAISS index kind: flat (exact), hnsw, ivf_sq8 or ivf_pq.")
+
+
 class IndexDetails(BaseModel):
     """GET /v1/index: what the live index was built with and what it holds."""
 
@@ -452,6 +458,14 @@ class IndexDetails(BaseModel):
     )
     created_at: str = Field(description="When the first version of this index was written (UTC).")
     updated_at: str = Field(description="When this version was committed (UTC).")
+    segments: list[SegmentOut] = Field(
+        default_factory=list,
+        description="The immutable vector segments this version searches, oldest first "
+        "(`rag compact` merges them into one).",
+    )
+    tombstones: int = Field(
+        0, description="Vectors of deleted chunks still stored in those segments (skipped by search)."
+    )
     compatible: bool = Field(description="Whether the server's embedding model matches the index's.")
     problem: str | None = Field(None, description="Why it does not, and how to fix it.")
 

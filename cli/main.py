@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import typer
 
+from cli import compact, index, keys, query, serve
 from cli import eval as eval_cmd
-from cli import index, keys, query, serve
 
 app = typer.Typer(
     help=(
@@ -29,6 +29,7 @@ app.command()(query.search)
 app.command()(query.ask)
 app.command()(index.documents)
 app.command()(index.info)
+app.command()(compact.compact)
 app.command()(serve.serve)
 app.command("eval")(eval_cmd.eval_command)
 app.add_typer(keys.app, name="keys")

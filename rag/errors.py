@@ -34,6 +34,10 @@ class IndexCorruptError(RagError):
     """A committed index version cannot be read (a damaged manifest, SQLite store or vector file)."""
 
 
+class IndexFormatError(IndexCorruptError):
+    """The index is in an older on-disk format that this release converts but does not read."""
+
+
 class KeywordIndexMissingError(RagError):
     """Keyword search was asked of an index written before it had keyword terms."""
 

@@ -140,6 +140,14 @@ class StoreWriter(Protocol):
 
 
 @runtime_checkable
+class Compactable(Protocol):
+    """Optional writer capability: merge storage segments and drop deleted vectors, publishing
+    the result as the next version (``rag compact``)."""
+
+    def compact(self, numbers: Sequence[int] | None = None) -> Manifest: ...
+
+
+@runtime_checkable
 class VectorStore(Protocol):
     """Where chunks and their vectors live (registry kind ``store``, setting ``index.store``).
 

@@ -29,7 +29,7 @@ def list_collections(state: State, caller: Caller) -> CollectionList:
 def _describe(state: State, name: str) -> CollectionOut:
     try:
         root = collections.collection_dir(state.settings, name)
-        manifest = Manifest.read(layout.current_version_dir(root) / layout.MANIFEST)
+        manifest = Manifest.read(layout.current_manifest_path(root))
     except (RagError, OSError, ValueError):  # no index yet, or one being repaired by its writer
         return CollectionOut(name=name, index_version=None, documents=0, chunks=0)
     return CollectionOut(

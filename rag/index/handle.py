@@ -17,8 +17,11 @@ from rag.index.reader import IndexReader
 
 
 class IndexHandle:
-    def __init__(self, root: Path, check_interval_s: float = 1.0) -> None:
+    def __init__(
+        self, root: Path, check_interval_s: float = 1.0, reader_options: dict[str, object] | None = None
+    ) -> None:
         self.root = Path(root)
+        self._options = reader_options or {}
         self._interval = check_interval_s
         self._reader: IndexReader | None = None
         self._checked = 0.0
@@ -29,14 +32,14 @@ class IndexHandle:
         with self._lock:
             now = time.monotonic()
             if self._reader is None:
-                self._reader = IndexReader.open(self.root)
+                self._reader = IndexReader.open(self.root, **self._options)
                 self._checked = now
             elif now - self._checked >= self._interval:
                 # Checked at most once per interval, however busy the server (reading CURRENT is
                 # a syscall per check, not per query).
                 self._checked = now
                 if self._reader.is_stale():
-                    self._reader = IndexReader.open(self.root)
+                    self._reader = IndexReader.open(self.root, **self._options)
             return self._reader
 
     def refresh(self) -> None:

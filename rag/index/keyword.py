@@ -109,10 +109,15 @@ def match_expression(query: str) -> str | None:
 
 
 def search(
-    conn: sqlite3.Connection, query: str, k: int, allowed: Sequence[int] | None = None
+    conn: sqlite3.Connection,
+    query: str,
+    k: int,
+    allowed: Sequence[int] | None = None,
+    excluded: Sequence[int] = (),
 ) -> list[tuple[int, float]]:
     """The ``k`` best (chunk id, score) for ``query``, best first; with ``allowed``, the best
-    among those chunk ids only (filters apply before the top-k, as in dense search)."""
+    among those chunk ids only (filters apply before the top-k, as in dense search); never one
+    of ``excluded`` (rows the reader's version must not see)."""
     expression = match_expression(query)
     if expression is None or k <= 0 or (allowed is not None and len(allowed) == 0):
         return []
@@ -121,6 +126,9 @@ def search(
     if allowed is not None:
         sql += " AND rowid IN (SELECT value FROM json_each(?))"
         args.append(json.dumps([int(i) for i in allowed]))
+    if excluded:
+        sql += " AND rowid NOT IN (SELECT value FROM json_each(?))"
+        args.append(json.dumps([int(i) for i in excluded]))
     sql += " ORDER BY bm25(" + TABLE + ") LIMIT ?"
     args.append(int(k))
     return [(int(cid), -float(score)) for cid, score in conn.execute(sql, args)]

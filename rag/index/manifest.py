@@ -10,11 +10,19 @@ from pydantic import BaseModel
 
 from rag.errors import IndexMismatchError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: segments + versioned rows (rag.index.layout); 1: a full copy per version
 
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class SegmentInfo(BaseModel):
+    """One immutable vector segment a version reads (rag.index.segments)."""
+
+    number: int  # the version that wrote it; names its files (segments/seg-000007.*)
+    vectors: int  # stored vectors, tombstoned ones included until compaction drops them
+    kind: str  # the FAISS index kind (rag.index.ann): flat, hnsw, ivf_sq8, ...
 
 
 class Manifest(BaseModel):
@@ -32,6 +40,10 @@ class Manifest(BaseModel):
     # How the keyword terms were analysed (rag.index.keyword.ANALYZER); None in an index written
     # before keyword search, which then has no keyword terms until its next commit builds them.
     keyword_analyzer: str | None = None
+    # The vector segments this version searches, oldest first (format 2; empty in format 1).
+    segments: list[SegmentInfo] = []
+    # Vectors in those segments whose chunks were deleted (skipped by search until compaction).
+    tombstones: int = 0
 
     @classmethod
     def read(cls, path: Path) -> Manifest:

@@ -1,7 +1,10 @@
 """Read-only view of one committed index version: the unit the server answers from.
 
-A version directory never changes once committed, so one reader gives every query it serves a
-consistent snapshot: the vectors and the SQLite rows always come from the same version.
+A version is its manifest (which segments to search), those immutable segment files, and the
+store rows visible at its number (rag.index.sqlite_store.visible), so one reader gives every
+query it serves a consistent snapshot while a writer commits the next version beside it.
+Tombstoned vectors (chunks deleted since their segment was written) are skipped inside each
+segment's search, never cut from a result afterwards.
 """
 
 from __future__ import annotations
@@ -15,14 +18,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 from rag.errors import IndexCorruptError, IndexNotFoundError, KeywordIndexMissingError
-from rag.index import keyword, layout
+from rag.index import ann, keyword, layout, segments
 from rag.index.filters import SearchFilter
-from rag.index.manifest import Manifest
-from rag.index.sqlite_store import chunk_ids_of_documents, connect, fetch_chunks
+from rag.index.manifest import Manifest, SegmentInfo
+from rag.index.sqlite_store import (
+    DOCUMENT_COLUMNS,
+    chunk_ids_of_documents,
+    connect,
+    counts,
+    fetch_chunks,
+    invisible_chunk_ids,
+    tombstoned_ids,
+    visible,
+)
 from rag.types import ScoredChunk
 
 OPEN_ATTEMPTS = 5  # a version can be pruned between reading CURRENT and opening it; re-read
@@ -30,19 +41,30 @@ FILTER_CACHE = 64  # filters whose chunk ids are kept per reader (a version neve
 
 
 class IndexReader:
-    def __init__(self, root: Path, version_dir: Path) -> None:
-        self.root = root
-        self.version_dir = version_dir
-        self.manifest = _read_manifest(version_dir / layout.MANIFEST)
-        self._vectors = _read_vectors(version_dir / layout.VECTORS)
-        self._conn = _open_store(version_dir / layout.STORE)
+    """One committed version: its manifest, its segments, and the store's rows it can see."""
+
+    def __init__(
+        self, root: Path, manifest_path: Path, *, mmap: bool = True, params: ann.AnnParams | None = None
+    ) -> None:
+        self.root = Path(root)
+        self.manifest_path = manifest_path
+        self.manifest = _read_manifest(manifest_path)
+        self._params = params or ann.AnnParams()
+        self._parts = [_open_segment(self.root, info, mmap) for info in self.manifest.segments]
+        self._conn = _open_store(self.root / layout.STORE)
         self._db_lock = threading.Lock()  # one connection shared by the server's request threads
         self._filters: OrderedDict[str, np.ndarray] = OrderedDict()
         self.check_readable()
         with self._db() as conn:
+            self._dead = np.asarray(sorted(tombstoned_ids(conn, self.version)), dtype=np.int64)
             self.has_keyword_index = (
                 keyword.exists(conn) and self.manifest.keyword_analyzer == keyword.ANALYZER
             )
+
+    @property
+    def version_dir(self) -> Path:
+        """Kept for callers that show where the index lives: the index directory itself."""
+        return self.root
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -51,31 +73,31 @@ class IndexReader:
             try:
                 yield self._conn
             except sqlite3.DatabaseError as exc:
-                raise _corrupt(self.version_dir / layout.STORE, exc) from exc
+                raise _corrupt(self.root / layout.STORE, exc) from exc
 
     def check_readable(self) -> None:
         """A cheap read of the store (its document count against the manifest's): run on open
         and by /healthz, so a damaged file is reported instead of failing later reads."""
         with self._db() as conn:
-            (documents,) = conn.execute("SELECT count(*) FROM documents").fetchone()
+            documents, _ = counts(conn, self.version)
         if documents != self.manifest.documents:
             raise IndexCorruptError(
-                f"{self.version_dir}: the store holds {documents} documents but the manifest says "
-                f"{self.manifest.documents}; {_REBUILD}"
+                f"{self.root}: the store holds {documents} documents for version {self.version} but "
+                f"its manifest says {self.manifest.documents}; {_REBUILD}"
             )
 
     @classmethod
-    def open(cls, root: Path) -> IndexReader:
+    def open(cls, root: Path, **options: object) -> IndexReader:
         """Open the committed version that CURRENT names."""
         root = Path(root)
         for _ in range(OPEN_ATTEMPTS):
-            version_dir = layout.current_version_dir(root)
+            path = layout.current_manifest_path(root)
             try:
-                return cls(root, version_dir)
+                return cls(root, path, **options)  # type: ignore[arg-type]
             except FileNotFoundError:
-                if layout.current_version_dir(root) == version_dir:
+                if layout.current_manifest_path(root) == path:
                     raise IndexNotFoundError(
-                        f"index version {version_dir} is incomplete (a file is missing); restore the "
+                        f"index version {path.name} is incomplete (a file is missing); restore the "
                         f"directory from a backup or rebuild it with `rag ingest PATH --index {root}`"
                     ) from None
         raise IndexNotFoundError(f"{root} kept changing while it was being opened; retry")
@@ -86,36 +108,40 @@ class IndexReader:
 
     @property
     def size(self) -> int:
-        return int(self._vectors.ntotal)
+        """Searchable vectors: every segment's, less the tombstoned."""
+        return sum(s.vectors for s in self.manifest.segments) - len(self._dead)
 
     def is_stale(self) -> bool:
         """True when a writer has committed a newer version since this one was opened."""
         try:
-            return layout.current_version_dir(self.root) != self.version_dir
+            return layout.current_manifest_path(self.root) != self.manifest_path
         except (FileNotFoundError, IndexNotFoundError):
             return False
 
     def search(self, query: np.ndarray, top_k: int, filters: SearchFilter | None = None) -> list[ScoredChunk]:
         """Top-k chunks by cosine similarity (inner product of normalised vectors).
 
-        With ``filters``, only matching chunks are scored (a FAISS ID selector), so the top-k is
-        taken among them rather than cut down from an unfiltered top-k.
+        With ``filters``, only matching chunks are scored (inside each segment's search, see
+        rag.index.ann), so the top-k is taken among them rather than cut down from an
+        unfiltered top-k.
         """
-        params = None
-        candidates = self.size
+        allowed = None
         if filters is not None and not filters.is_empty:
             allowed = self.allowed_ids(filters)
-            candidates = len(allowed)
-            selector = faiss.IDSelectorBatch(allowed)
-            params = faiss.SearchParameters(sel=selector)
-        k = min(top_k, candidates)
-        if k <= 0:
+            if len(allowed) == 0:
+                return []
+        if top_k <= 0 or not self._parts:
             return []
-        q = np.ascontiguousarray(np.asarray(query, dtype=np.float32).reshape(1, -1))
-        scores, ids = self._vectors.search(q, k, params=params)
-        hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        hits = segments.search(
+            self._parts,
+            query,
+            top_k,
+            self._params,
+            allowed=allowed,
+            excluded=self._dead if len(self._dead) else None,
+        )
         with self._db() as conn:
-            found = fetch_chunks(conn, [i for i, _ in hits])
+            found = fetch_chunks(conn, [i for i, _ in hits], self.version)
         return [
             ScoredChunk(chunk=found[i][0], score=s, metadata=found[i][1], dense_score=s)
             for i, s in hits
@@ -132,8 +158,9 @@ class IndexReader:
         if filters is not None and not filters.is_empty:
             allowed = self.allowed_ids(filters).tolist()
         with self._db() as conn:
-            hits = keyword.search(conn, query, top_k, allowed)
-            found = fetch_chunks(conn, [i for i, _ in hits])
+            hidden = [] if allowed is not None else invisible_chunk_ids(conn, self.version)
+            hits = keyword.search(conn, query, top_k, allowed, hidden)
+            found = fetch_chunks(conn, [i for i, _ in hits], self.version)
         return [
             ScoredChunk(chunk=found[i][0], score=s, metadata=found[i][1], keyword_score=s)
             for i, s in hits
@@ -155,9 +182,7 @@ class IndexReader:
 
     def vectors(self, chunk_ids: list[int]) -> np.ndarray:
         """The stored (normalised) vectors of these chunks, one row each."""
-        if not chunk_ids:
-            return np.zeros((0, self.manifest.dimension), dtype=np.float32)
-        return np.stack([self._vectors.reconstruct(int(i)) for i in chunk_ids])
+        return segments.vectors(self._parts, chunk_ids, self.manifest.dimension)
 
     def _require_keyword_index(self) -> None:
         if not self.has_keyword_index:
@@ -168,21 +193,21 @@ class IndexReader:
             )
 
     def allowed_ids(self, filters: SearchFilter) -> np.ndarray:
-        """Chunk ids of the documents that match ``filters`` (int64, cached per filter)."""
+        """Chunk ids of the documents that match ``filters`` (int64, sorted, cached per filter)."""
         key = filters.key
         if key in self._filters:
             self._filters.move_to_end(key)
             return self._filters[key]
         docs = [d["id"] for d in self.documents() if filters.matches(d["id"], d["source"], d["metadata"])]
         with self._db() as conn:
-            ids = np.asarray(chunk_ids_of_documents(conn, docs), dtype=np.int64)
+            ids = np.asarray(sorted(chunk_ids_of_documents(conn, docs, self.version)), dtype=np.int64)
         self._filters[key] = ids
         if len(self._filters) > FILTER_CACHE:
             self._filters.popitem(last=False)
         return ids
 
     def documents(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
-        sql = "SELECT id, source, hash, metadata, indexed_at, chunks FROM documents ORDER BY id"
+        sql = f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE {visible(self.version)} ORDER BY id"
         args: tuple[int, ...] = ()
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
@@ -194,7 +219,7 @@ class IndexReader:
     def document(self, doc_id: str) -> dict[str, Any] | None:
         with self._db() as conn:
             row = conn.execute(
-                "SELECT id, source, hash, metadata, indexed_at, chunks FROM documents WHERE id = ?",
+                f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE id = ? AND {visible(self.version)}",
                 (doc_id,),
             ).fetchone()
         return _document(row) if row else None
@@ -204,35 +229,45 @@ class IndexReader:
         starts with ``prefix``: ids only, without loading metadata or counting chunks."""
         pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         with self._db() as conn:
-            rows = conn.execute(
-                "SELECT id, file_hash FROM documents WHERE id LIKE ? ESCAPE '\\'", (pattern,)
-            ).fetchall()
+            where = f"id LIKE ? ESCAPE '\\' AND {visible(self.version)}"
+            rows = conn.execute(f"SELECT id, file_hash FROM documents WHERE {where}", (pattern,)).fetchall()
         return {doc_id: file_hash for doc_id, file_hash in rows if doc_id.startswith(prefix)}
 
     def chunk_ids(self) -> set[int]:
         with self._db() as conn:
-            return {int(r[0]) for r in conn.execute("SELECT id FROM chunks")}
+            return {int(r[0]) for r in conn.execute(f"SELECT id FROM chunks WHERE {visible(self.version)}")}
 
     def chunk_texts(self) -> list[tuple[str, str]]:
         """(source, text) of every chunk, in id order: what `rag eval --synthesize` makes questions
         from. A list, not a generator, so the connection's lock is not held while the caller works."""
         with self._db() as conn:
-            rows = conn.execute("SELECT source, text FROM chunks ORDER BY id").fetchall()
+            rows = conn.execute(
+                f"SELECT source, text FROM chunks WHERE {visible(self.version)} ORDER BY id"
+            ).fetchall()
         return [(str(source), str(text)) for source, text in rows]
 
     def vector_ids(self) -> set[int]:
-        return set(faiss.vector_to_array(self._vectors.id_map).tolist())
+        """Ids of the vectors search can return: every segment's, less the tombstoned."""
+        return set(segments.all_ids(self._parts).tolist()) - set(self._dead.tolist())
 
     def check_consistent(self) -> None:
-        """Raise AssertionError unless SQLite rows, FAISS ids and the manifest agree."""
+        """Raise AssertionError unless SQLite rows, segment ids, tombstones and the manifest agree."""
         chunk_ids, vector_ids = self.chunk_ids(), self.vector_ids()
         assert chunk_ids == vector_ids, (
             f"store and FAISS disagree: {len(chunk_ids - vector_ids)} chunk rows without a vector, "
             f"{len(vector_ids - chunk_ids)} vectors without a row"
         )
+        stored = segments.all_ids(self._parts)
+        assert len(stored) == len(set(stored.tolist())), "a chunk id is stored in two segments"
+        for part in self._parts:
+            assert ann.size(part.index) == len(part.ids) == part.info.vectors, (
+                f"segment {part.info.number}: {ann.size(part.index)} vectors, {len(part.ids)} ids, "
+                f"the manifest says {part.info.vectors}"
+            )
+        assert self.manifest.tombstones == len(self._dead), (self.manifest.tombstones, len(self._dead))
         if self.has_keyword_index:
             with self._db() as conn:
-                keyword_ids = keyword.indexed_ids(conn)
+                keyword_ids = keyword.indexed_ids(conn) - set(invisible_chunk_ids(conn, self.version))
             assert keyword_ids == chunk_ids, (
                 f"keyword terms and chunks disagree: {len(chunk_ids - keyword_ids)} chunks without "
                 f"terms, {len(keyword_ids - chunk_ids)} terms without a chunk"
@@ -272,13 +307,14 @@ def _read_manifest(path: Path) -> Manifest:
         raise _corrupt(path, f"not a valid manifest: {type(exc).__name__}") from exc
 
 
-def _read_vectors(path: Path) -> faiss.Index:
-    if not path.is_file():
-        raise FileNotFoundError(path)
+def _open_segment(root: Path, info: SegmentInfo, mmap: bool) -> segments.Segment:
     try:
-        return faiss.read_index(str(path))
+        return segments.open_segment(root, info, mmap=mmap)
     except RuntimeError as exc:  # faiss reports an unreadable file as RuntimeError
-        raise _corrupt(path, str(exc).strip().splitlines()[-1] if str(exc).strip() else exc) from exc
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else exc
+        raise _corrupt(root / layout.SEGMENTS / f"seg-{info.number:06d}.faiss", reason) from exc
+    except ValueError as exc:  # numpy: a damaged ids file
+        raise _corrupt(root / layout.SEGMENTS / f"seg-{info.number:06d}.ids.npy", exc) from exc
 
 
 def _open_store(path: Path) -> sqlite3.Connection:

@@ -56,7 +56,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Cli
 
 
 def _version_contents(index_dir: Path, version: int) -> tuple[set[int], set[str]]:
-    reader = IndexReader(index_dir, index_dir / layout.version_name(version))
+    reader = IndexReader(index_dir, index_dir / layout.manifest_name(version))
     reader.check_consistent()
     return reader.chunk_ids(), {d["id"] for d in reader.documents()}
 

@@ -126,10 +126,16 @@ def index_copy(built_index: Settings, tmp_path: Path) -> Settings:
 
 
 def _live_file(settings: Settings, name: str) -> Path:
-    return layout.current_version_dir(settings.index_dir) / name
+    """The store, the live manifest, or the first segment's vectors."""
+    root = settings.index_dir
+    if name == "manifest":
+        return layout.current_manifest_path(root)
+    if name == "segment":
+        return next(p for p in (root / layout.SEGMENTS).iterdir() if p.suffix == ".faiss")
+    return root / name
 
 
-@pytest.mark.parametrize("name", [layout.STORE, layout.MANIFEST, layout.VECTORS])
+@pytest.mark.parametrize("name", [layout.STORE, "manifest", "segment"])
 def test_health_names_a_damaged_index_file(index_copy: Settings, name: str) -> None:
     """Before: a corrupt SQLite store gave `ok` while reads failed, a corrupt manifest a 500."""
     path = _live_file(index_copy, name)
@@ -140,7 +146,7 @@ def test_health_names_a_damaged_index_file(index_copy: Settings, name: str) -> N
         assert r.status_code == 200, r.text
         h = r.json()
         assert h["status"] == "degraded"
-        assert "IndexCorruptError" in h["index"]["error"] and name in h["index"]["error"], h
+        assert "IndexCorruptError" in h["index"]["error"] and path.name in h["index"]["error"], h
         search = client.post("/v1/search", json={"query": "zephyr"})
         assert search.status_code == 503 and "damaged" in search.json()["error"]
 

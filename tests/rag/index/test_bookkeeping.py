@@ -15,6 +15,7 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
+import pytest
 import Stemmer
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -25,7 +26,9 @@ from ingest.pipeline import ingest
 from rag.config import Settings, load_settings
 from rag.errors import IndexNotFoundError
 from rag.index import keyword, layout
+from rag.index.manifest import Manifest
 from rag.index.reader import IndexReader
+from rag.index.sqlite_store import visible
 from rag.index.writer import IndexWriter
 from rag.protocols import Embedder
 from rag.types import content_hash
@@ -56,14 +59,23 @@ def small_settings(index_dir: Path) -> Settings:
     # process start-up to hundreds of tiny ingests here.
     return load_settings(
         index_dir=index_dir,
-        **{"chunking.chunk_tokens": 24, "chunking.overlap_tokens": 4, "ingest.file_timeout_s": 0},
+        # merge_segments 2: commits merge small segments often, so merges meet every other step.
+        **{
+            "chunking.chunk_tokens": 24,
+            "chunking.overlap_tokens": 4,
+            "ingest.file_timeout_s": 0,
+            "index.merge_segments": 2,
+        },
     )
 
 
 def stored_chunks(index_dir: Path) -> list[tuple[int, str, int, int, str, str]]:
-    path = layout.current_version_dir(index_dir) / layout.STORE
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        return conn.execute('SELECT id, document_id, start, "end", text, hash FROM chunks').fetchall()
+    """The chunk rows the live version sees (the store also holds other versions' rows)."""
+    version = Manifest.read(layout.current_manifest_path(index_dir)).version
+    with sqlite3.connect(f"file:{index_dir / layout.STORE}?mode=ro", uri=True) as conn:
+        return conn.execute(
+            f'SELECT id, document_id, start, "end", text, hash FROM chunks WHERE {visible(version)}'
+        ).fetchall()
 
 
 def brute_force_matches(index_dir: Path, word: str) -> set[int]:
@@ -119,9 +131,16 @@ def check_index(index_dir: Path, model: dict[Path, str], embedder: Embedder, rem
     assert live.isdisjoint(removed)
     for word in PROBE_WORDS:
         check_keyword_search(index_dir, word, 2, removed)
+    ids = sorted(live)
+    vectors = reader.vectors(ids)
     for query in [*PARAGRAPHS, *expected.values()]:
-        for hit in reader.search(embedder.embed_query(query), top_k=10):
-            assert hit.chunk.id in live and hit.chunk.document_id in expected
+        q = embedder.embed_query(query)
+        hits = reader.search(q, top_k=10)
+        assert all(hit.chunk.id in live and hit.chunk.document_id in expected for hit in hits)
+        # Exactly the exact top-10 over the live vectors, whatever segments and tombstones hold
+        # them (compared as scores: equal vectors may come in either order).
+        exact = sorted((float(v @ q) for v in vectors), reverse=True)[:10]
+        assert [h.score for h in hits] == pytest.approx(exact, abs=1e-5)
     reader.close()
 
 
@@ -147,13 +166,23 @@ class Bookkeeping(RuleBasedStateMachine):
             return set(), set()
         return {r[0] for r in rows}, {r[5] for r in rows}
 
+    def _stored_hashes(self) -> set[str]:
+        """Hashes of every stored chunk row: the live version's and recently deleted ones, whose
+        vectors are still in their segments (reused rather than embedded again)."""
+        path = self.settings.index_dir / layout.STORE
+        if not path.exists():
+            return set()
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            return {r[0] for r in conn.execute("SELECT hash FROM chunks")}
+
     def _ingest(self, paths: list[Path], sync: bool = False) -> None:
-        ids_before, hashes_before = self._chunk_state()
+        ids_before, _ = self._chunk_state()
+        stored_before = self._stored_hashes()
         summary = ingest(paths, self.settings, self.embedder, sync=sync)
         assert summary.failed == 0, summary.errors
         ids_after, hashes_after = self._chunk_state()
-        # Identical chunk texts are embedded once: only hashes new to the index were embedded.
-        assert summary.chunks_embedded == len(hashes_after - hashes_before)
+        # Identical chunk texts are embedded once: only hashes new to the store were embedded.
+        assert summary.chunks_embedded == len(hashes_after - stored_before)
         self.removed |= ids_before - ids_after
 
     @rule(name=st.sampled_from(NAMES), text=texts)
@@ -190,6 +219,16 @@ class Bookkeeping(RuleBasedStateMachine):
         summary = ingest([self.docs], self.settings, self.embedder)
         assert summary.chunks_embedded == 0 and summary.added == summary.updated == 0
         assert summary.unchanged == len(self.model) and summary.index_version is None
+
+    @rule()
+    def compact(self) -> None:
+        try:
+            writer = IndexWriter.for_existing(self.settings.index_dir)
+        except IndexNotFoundError:
+            return
+        with writer:
+            manifest = writer.compact()
+        assert len(manifest.segments) <= 1 and manifest.tombstones == 0
 
     @precondition(lambda self: bool(self.model))
     @rule(data=st.data())

@@ -30,16 +30,17 @@ from ingest.loaders import default_document_id
 from ingest.pipeline import ingest
 from rag.config import Settings, load_settings
 from rag.errors import IndexNotFoundError, KeywordIndexMissingError
-from rag.index import keyword, layout
+from rag.fsutil import FileLock
+from rag.index import keyword, layout, segments
 from rag.index.manifest import Manifest
 from rag.index.reader import IndexReader
-from rag.index.writer import CRASH_ENV, CRASH_POINTS, STAGING_PREFIX
+from rag.index.sqlite_store import visible
+from rag.index.writer import BEFORE_SWAP, CRASH_ENV, CRASH_POINTS
 from rag.types import content_hash
 from tests.rag.index.hash_embedder import HashEmbedder
 
 REPO = Path(__file__).resolve().parents[3]
 BACKEND = "tests.rag.index.hash_embedder:HashEmbedder"
-BEFORE_SWAP = {"mid_write", "mid_faiss_write", "before_rename", "after_rename", "before_current"}
 
 State = dict[str, str]  # document id -> content hash
 TEXTS: dict[str, str] = {}  # content hash -> text, of every file this test wrote
@@ -77,7 +78,8 @@ def _text(topic: str, n: int = 3) -> str:
     )
 
 
-def _run_cli(docs: Path, index_dir: Path, crash_at: str | None = None) -> subprocess.Popen[bytes]:
+def _run_cli(docs: Path | None, index_dir: Path, crash_at: str | None = None) -> subprocess.Popen[bytes]:
+    """`rag ingest DOCS --sync`, or with ``docs=None`` `rag compact`, as a child process."""
     env = os.environ | {
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
         "RAG_EMBEDDING__BACKEND": BACKEND,
@@ -85,17 +87,8 @@ def _run_cli(docs: Path, index_dir: Path, crash_at: str | None = None) -> subpro
     env.pop(CRASH_ENV, None)
     if crash_at:
         env[CRASH_ENV] = crash_at
-    cmd = [
-        sys.executable,
-        "-m",
-        "cli",
-        "ingest",
-        str(docs),
-        "--index",
-        str(index_dir),
-        "--sync",
-        "--json",
-    ]
+    command = ["compact"] if docs is None else ["ingest", str(docs), "--sync"]
+    cmd = [sys.executable, "-m", "cli", *command, "--index", str(index_dir), "--json"]
     return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -106,9 +99,11 @@ def _stems(text: str) -> set[str]:
 def _check_keywords(reader: IndexReader, state: State) -> None:
     """Keyword search over this version finds exactly its documents and chunks: for "paragraph"
     (in every text) and for topic words of every text written, this version's or another's."""
-    store = sqlite3.connect(f"file:{reader.version_dir / layout.STORE}?mode=ro", uri=True)
+    store = sqlite3.connect(f"file:{reader.root / layout.STORE}?mode=ro", uri=True)
     try:
-        chunks = store.execute("SELECT id, document_id, text FROM chunks").fetchall()
+        chunks = store.execute(
+            f"SELECT id, document_id, text FROM chunks WHERE {visible(reader.version)}"
+        ).fetchall()
     finally:
         store.close()
     texts = {doc_id: TEXTS[digest] for doc_id, digest in state.items()}
@@ -154,12 +149,24 @@ def _recover_and_check(docs: Path, index_dir: Path, expected: State) -> None:
     summary = ingest([docs], _settings(index_dir), HashEmbedder(), sync=True)
     assert summary.failed == 0, summary.errors
     assert _state_after_crash(index_dir) == expected
-    names = {p.name for p in index_dir.iterdir()}
-    assert not any(n.startswith(STAGING_PREFIX) for n in names)
-    assert not layout.temp_files(index_dir / layout.CURRENT)
-    current = layout.version_number(layout.current_version_dir(index_dir))
-    versions = [layout.version_number(p) for p in layout.version_dirs(index_dir)]
+    _check_no_debris(index_dir)
+
+
+def _check_no_debris(index_dir: Path) -> None:
+    """Only the kept manifests, the segments they name, and rows no newer than the live version."""
+    assert not [p for p in index_dir.iterdir() if p.name.endswith(".tmp")]
+    current = layout.manifest_number(layout.current_manifest_path(index_dir))
+    versions = [layout.manifest_number(p) for p in layout.manifest_paths(index_dir)]
     assert max(versions) == current and len(versions) <= 2, versions
+    named = {s.number for p in layout.manifest_paths(index_dir) for s in Manifest.read(p).segments}
+    on_disk = [segments.file_number(p) for p in segments.files(index_dir)]
+    assert None not in on_disk, segments.files(index_dir)  # no temp file left in segments/
+    assert set(on_disk) == named, (on_disk, named)
+    with sqlite3.connect(f"file:{index_dir / layout.STORE}?mode=ro", uri=True) as store:
+        newest = store.execute("SELECT max(added_in) FROM chunks").fetchone()[0]
+        undone = store.execute("SELECT count(*) FROM chunks WHERE deleted_in > ?", (current,)).fetchone()[0]
+    assert (newest or 0) <= current and undone == 0
+    assert not layout.legacy_dirs(index_dir)
 
 
 @pytest.fixture
@@ -187,7 +194,7 @@ def test_sigkill_at_each_commit_step_leaves_old_or_new_version(
     _recover_and_check(docs, index_dir, new)
 
 
-@pytest.mark.parametrize("point", ["after_rename", "before_current"])
+@pytest.mark.parametrize("point", ["after_db_commit", "after_manifest", "before_current"])
 def test_sigkill_during_the_first_ingest_leaves_no_index_and_a_clean_retry(
     tmp_path: Path, point: str
 ) -> None:
@@ -213,9 +220,9 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
         files = {name: _text(f"r{round_}x{rng.randrange(10**6)}", 2) for name in files}
         new = _write(docs, files)
         proc = _run_cli(docs, index_dir)
-        # Python start-up takes seconds; start the clock once the writer has staged its copy.
+        # Python start-up takes seconds; start the clock once the writer holds the lock.
         deadline = time.monotonic() + 60
-        while not any(index_dir.glob(STAGING_PREFIX + "*")) and proc.poll() is None:
+        while not _writer_holds_lock(index_dir) and proc.poll() is None:
             assert time.monotonic() < deadline, "the ingest never started writing"
             time.sleep(0.01)
         time.sleep(rng.uniform(0.0, 2.0))
@@ -227,19 +234,29 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
     assert -signal.SIGKILL in outcomes, "every ingest finished before its kill; nothing was tested"
 
 
+def _writer_holds_lock(index_dir: Path) -> bool:
+    lock = FileLock(index_dir / layout.LOCK)
+    try:
+        lock.acquire(timeout_s=0)
+    except TimeoutError:
+        return True
+    lock.release()
+    return False
+
+
 def _drop_keyword_terms(index_dir: Path) -> None:
     """Make the committed version look like one written before keyword search."""
-    version_dir = layout.current_version_dir(index_dir)
-    conn = sqlite3.connect(version_dir / layout.STORE)
+    conn = sqlite3.connect(index_dir / layout.STORE)
     conn.execute(f"DROP TABLE {keyword.TABLE}")
     conn.commit()
     conn.close()
-    manifest = Manifest.read(version_dir / layout.MANIFEST)
+    path = layout.current_manifest_path(index_dir)
+    manifest = Manifest.read(path)
     manifest.keyword_analyzer = None
-    manifest.write(version_dir / layout.MANIFEST)
+    manifest.write(path)
 
 
-@pytest.mark.parametrize("point", ["mid_faiss_write", "before_current", "after_current", "mid_prune"])
+@pytest.mark.parametrize("point", ["after_db_commit", "before_current", "after_current", "mid_prune"])
 def test_sigkill_while_adding_keyword_terms_to_an_old_index(
     two_versions: tuple[Path, Path, State, State], point: str
 ) -> None:
@@ -266,7 +283,7 @@ def tampered(tmp_path: Path) -> tuple[Path, Path]:
     _state_after_crash(index_dir)  # the untouched index passes every check
     copy = tmp_path / "copy"
     shutil.copytree(index_dir, copy)
-    return copy, layout.current_version_dir(copy) / layout.STORE
+    return copy, copy / layout.STORE
 
 
 @pytest.mark.parametrize(
@@ -296,3 +313,121 @@ def test_the_keyword_query_check_detects_terms_of_the_wrong_text(tampered: tuple
     IndexReader.open(copy).check_consistent()  # same ids on every side
     with pytest.raises(AssertionError):
         _state_after_crash(copy)
+
+
+# --------------------------------------------------------------------------- compaction, conversion
+
+
+def _search_results(index_dir: Path) -> list[list[int]]:
+    reader = IndexReader.open(index_dir)
+    embedder = HashEmbedder()
+    found = [
+        [h.chunk.id for h in reader.search(embedder.embed_query(q), 10)]
+        for q in ("alpha", "gamma 2", "delta")
+    ]
+    reader.close()
+    return found
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS[1:])  # compaction writes no documents: no mid_write
+def test_sigkill_at_each_step_of_a_compaction(
+    two_versions: tuple[Path, Path, State, State], point: str
+) -> None:
+    """Compaction publishes a version with the same documents: a kill at any step leaves either
+    the old segments with their tombstones or the merged segment, with the same answers."""
+    docs, index_dir, _, _ = two_versions
+    new = _write(docs, {"a.md": _text("alpha", 5), "c.md": _text("gamma", 4), "d.md": _text("delta")})
+    ingest([docs], _settings(index_dir), HashEmbedder(), sync=True)  # deletes b: tombstones
+    before = IndexReader.open(index_dir).manifest
+    assert len(before.segments) > 1 and before.tombstones > 0
+    expected = _search_results(index_dir)
+    proc = _run_cli(None, index_dir, crash_at=point)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
+    assert _state_after_crash(index_dir) == new
+    assert _search_results(index_dir) == expected
+    survived = IndexReader.open(index_dir).manifest
+    assert (survived.segments == before.segments) is (point in BEFORE_SWAP)
+    proc = _run_cli(None, index_dir)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    after = IndexReader.open(index_dir).manifest
+    assert len(after.segments) == 1 and after.tombstones == 0
+    assert _state_after_crash(index_dir) == new and _search_results(index_dir) == expected
+    _check_no_debris(index_dir)
+
+
+def _make_format_1(index_dir: Path) -> None:
+    """Rewrite a (segmented) index as the earlier release wrote it: one folder per version with
+    its own store.sqlite (no versioned rows), vectors.faiss and manifest.json."""
+    import faiss
+    import numpy as np
+
+    reader = IndexReader.open(index_dir)
+    manifest = reader.manifest
+    ids = sorted(reader.chunk_ids())
+    vectors = reader.vectors(ids)
+    legacy = index_dir / f"v{manifest.version:06d}"
+    legacy.mkdir()
+    flat = faiss.IndexIDMap2(faiss.IndexFlatIP(manifest.dimension))
+    flat.add_with_ids(vectors, np.asarray(ids, dtype=np.int64))
+    faiss.write_index(flat, str(legacy / layout.LEGACY_VECTORS))
+    old = sqlite3.connect(legacy / layout.LEGACY_STORE)
+    old.executescript(
+        "CREATE TABLE documents (id TEXT PRIMARY KEY, source TEXT, hash TEXT, metadata TEXT, "
+        "indexed_at TEXT, chunks INTEGER, file_hash TEXT);"
+        "CREATE TABLE chunks (id INTEGER PRIMARY KEY, document_id TEXT, source TEXT, page INTEGER, "
+        'start INTEGER, "end" INTEGER, text TEXT, hash TEXT);'
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
+    )
+    old.execute("ATTACH DATABASE ? AS new", (str(index_dir / layout.STORE),))
+    v = visible(manifest.version)
+    old.execute(
+        "INSERT INTO documents SELECT id, source, hash, metadata, indexed_at, chunks, file_hash "
+        f"FROM new.documents WHERE {v}"
+    )
+    old.execute(
+        'INSERT INTO chunks SELECT id, document_id, source, page, start, "end", text, hash '
+        f"FROM new.chunks WHERE {v}"
+    )
+    old.execute("INSERT INTO meta SELECT key, value FROM new.meta")
+    old.commit()
+    old.close()
+    reader.close()
+    (legacy / layout.LEGACY_MANIFEST).write_text(
+        manifest.model_copy(update={"format_version": 1, "segments": [], "tombstones": 0}).model_dump_json()
+    )
+    for path in [*layout.manifest_paths(index_dir), *segments.files(index_dir)]:
+        path.unlink()
+    for suffix in ("", "-wal", "-shm"):
+        (index_dir / (layout.STORE + suffix)).unlink(missing_ok=True)
+    (index_dir / layout.CURRENT).write_text(legacy.name + "\n")
+
+
+@pytest.mark.parametrize("point", [None, "mid_write", *CRASH_POINTS[1:]])
+def test_an_index_of_the_earlier_format_is_refused_with_a_hint_and_converted_safely(
+    two_versions: tuple[Path, Path, State, State], point: str | None
+) -> None:
+    """`rag compact` converts a format-1 index in place; killed at any step, the old folder is
+    still intact (and readers are told how to convert) or the conversion is complete."""
+    from rag.errors import IndexFormatError
+
+    docs, index_dir, old, _ = two_versions
+    expected = _search_results(index_dir)
+    _make_format_1(index_dir)
+    with pytest.raises(IndexFormatError, match="rag compact --index"):
+        IndexReader.open(index_dir)
+    proc = _run_cli(None, index_dir, crash_at=point)
+    _, err = proc.communicate(timeout=120)
+    if point is not None:
+        assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
+        if point in BEFORE_SWAP:
+            with pytest.raises(IndexFormatError):
+                IndexReader.open(index_dir)
+            proc = _run_cli(None, index_dir)
+            _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (0, None) or point is not None, err.decode()[-2000:]
+    assert _state_after_crash(index_dir) == old
+    assert _search_results(index_dir) == expected
+    _write(docs, {"a.md": _text("alpha"), "b.md": _text("beta"), "c.md": _text("gamma", 4)})
+    _recover_and_check(docs, index_dir, old)

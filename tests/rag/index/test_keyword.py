@@ -208,10 +208,12 @@ def test_keyword_filters_apply_before_the_top_k(team_index: tuple[Path, Settings
 # -- an index written before keyword search ---------------------------------------------------
 
 
-def _make_legacy(version_dir: Path, how: str) -> None:
-    """Turn a committed version into what an older release wrote (or one analysed otherwise)."""
-    manifest = Manifest.read(version_dir / layout.MANIFEST)
-    conn = sqlite3.connect(version_dir / layout.STORE)
+def _make_legacy(index_dir: Path, how: str) -> Path:
+    """Turn the committed version into what an older release wrote (or one analysed otherwise);
+    returns its manifest's path."""
+    path = layout.current_manifest_path(index_dir)
+    manifest = Manifest.read(path)
+    conn = sqlite3.connect(index_dir / layout.STORE)
     if how == "no terms":
         conn.execute(f"DROP TABLE {keyword.TABLE}")
         manifest.keyword_analyzer = None
@@ -220,7 +222,8 @@ def _make_legacy(version_dir: Path, how: str) -> None:
         manifest.keyword_analyzer = "some-older-analyzer"
     conn.commit()
     conn.close()
-    manifest.write(version_dir / layout.MANIFEST)
+    manifest.write(path)
+    return path
 
 
 @pytest.mark.parametrize("how", ["no terms", "other analyzer"])
@@ -230,8 +233,7 @@ def test_an_index_from_before_keyword_search(
     docs, settings = team_index
     legacy_dir = tmp_path / "legacy"
     shutil.copytree(settings.index_dir, legacy_dir)
-    old_version = layout.current_version_dir(legacy_dir)
-    _make_legacy(old_version, how)
+    old_version = _make_legacy(legacy_dir, how)
     legacy = _settings(legacy_dir)
 
     reader = IndexReader.open(legacy_dir)
@@ -278,7 +280,7 @@ def test_a_delete_only_writer_also_adds_the_terms(team_index: tuple[Path, Settin
     _, settings = team_index
     legacy_dir = tmp_path / "legacy"
     shutil.copytree(settings.index_dir, legacy_dir)
-    _make_legacy(layout.current_version_dir(legacy_dir), "no terms")
+    _make_legacy(legacy_dir, "no terms")
     with IndexWriter.for_existing(legacy_dir) as writer:
         assert not writer.delete("/no/such/document.md")
         assert writer.changed

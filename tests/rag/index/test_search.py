@@ -21,10 +21,10 @@ def test_dense_scores_are_cosine_similarities_computed_by_numpy(
     question = "Which TCP port does the relay daemon listen on?"
     hits = build_pipeline(built_index, embedder=embedder).search(question, 5, mode=mode)
     q = embedder.embed_query(question)
-    stored = IndexReader.open(built_index.index_dir)._vectors
+    reader = IndexReader.open(built_index.index_dir)
     for hit in hits:
         # The stored vector, not a fresh embedding: int8 vectors shift slightly with batch-mates.
-        v = stored.reconstruct(int(hit.chunk.id))
+        v = reader.vectors([int(hit.chunk.id)])[0]
         expected = float(np.dot(q, v) / (np.linalg.norm(q) * np.linalg.norm(v)))
         assert hit.dense_score == pytest.approx(expected, abs=1e-4)
         if mode == "dense":

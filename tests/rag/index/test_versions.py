@@ -39,14 +39,14 @@ def _add(tmp_path: Path, name: str, text: str) -> int | None:
 def test_a_reader_keeps_its_version_after_it_is_pruned(tmp_path: Path) -> None:
     _add(tmp_path, "a.md", "alpha text one")
     reader = IndexReader.open(tmp_path / "index")
-    first = reader.version_dir
+    first = reader.manifest_path
     for i in range(3):
         _add(tmp_path, f"b{i}.md", f"beta text {i}")
     assert not first.exists()  # pruned: only the live version and its predecessor are kept
     hits = reader.search(HashEmbedder().embed_query("alpha"), 5)  # open files still read fine
     assert [h.chunk.source.rsplit("/", 1)[-1] for h in hits] == ["a.md"]
     assert [d["source"].rsplit("/", 1)[-1] for d in reader.documents()] == ["a.md"]
-    assert len(layout.version_dirs(tmp_path / "index")) == 2
+    assert len(layout.manifest_paths(tmp_path / "index")) == 2
 
 
 def test_the_handle_sees_new_versions(tmp_path: Path) -> None:
