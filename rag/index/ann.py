@@ -51,6 +51,9 @@ never change, so nothing here adds to a read index).
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
@@ -66,6 +69,7 @@ MIN_TRAIN_PER_LIST = 39  # FAISS warns below 39 training points per centroid
 MAX_EF_SEARCH = 4096  # cap of HNSW's filter-scaled efSearch; beyond it exact search is cheaper
 NORM_TOLERANCE = 1e-3  # |‖v‖ - 1| allowed for "L2-normalised" (float32 round-off of MiniLM output)
 BITMAP_MAX_IDS = 1 << 27  # ids below 2^27 may be filtered by a bitmap (<= 16 MiB); above, a hash set
+FLAT_GATHER_COST = 4  # a gathered row costs ~this many streamed rows of a flat scan (measured)
 BITS_PER_HASHED_ID = 64  # memory of one id in IDSelectorBatch (hash set + Bloom), in bits
 
 
@@ -86,7 +90,8 @@ class AnnParams:
     pq_m: int = 48  # PQ sub-quantizers (bytes per vector); must divide the dimension
     exact_filter_below: int = 20_000  # fewer candidates than this under a filter: exact search
     seed: int = 0  # training sample and k-means seed: IVF builds are deterministic given it
-    threads: int = 0  # FAISS OpenMP threads (configure_threads); 0 = FAISS's default (all cores)
+    search_threads: int = 1  # FAISS threads of one search call (see _threads); 0 = every core
+    build_threads: int = 0  # FAISS threads of a build (training, adding); 0 = every core
 
     def __post_init__(self) -> None:
         if self.kind != "auto" and self.kind not in KINDS:
@@ -148,19 +153,25 @@ def build(vectors: np.ndarray, ids: np.ndarray, params: AnnParams) -> faiss.Inde
         graph.hnsw.efConstruction = params.hnsw_ef_construction
         graph.hnsw.efSearch = params.hnsw_ef_search
         index = faiss.IndexIDMap2(graph)
-    else:
-        index = _trained_ivf(kind, x, params)
-    index.add_with_ids(x, labels)
+    with _threads(params.build_threads):
+        if kind.startswith("ivf"):
+            index = _trained_ivf(kind, x, params)
+        index.add_with_ids(x, labels)
     return index
 
 
 def _checked(vectors: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validated float32 vectors and int64 ids, in id order (so that an id's row is found by
+    binary search: ``_stored``); callers that pass sorted ids (segments do) pay no copy."""
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     labels = np.ascontiguousarray(ids, dtype=np.int64)
     if x.ndim != 2 or labels.ndim != 1 or len(x) != len(labels):
         raise ValueError(f"vectors {x.shape} and ids {labels.shape}: need (n, d) and (n,)")
-    if len(np.unique(labels)) != len(labels):
-        raise ValueError("ids must be unique: a chunk id names one vector")
+    if len(labels) > 1 and not bool(np.all(labels[1:] > labels[:-1])):
+        order = np.argsort(labels, kind="stable")
+        x, labels = np.ascontiguousarray(x[order]), np.ascontiguousarray(labels[order])
+        if not bool(np.all(labels[1:] > labels[:-1])):
+            raise ValueError("ids must be unique: a chunk id names one vector")
     if len(x):
         norms = np.sqrt(np.einsum("ij,ij->i", x, x))
         worst = float(np.max(np.abs(norms - 1.0)))
@@ -207,11 +218,22 @@ def read(path: Path | str, mmap: bool = True) -> faiss.Index:
     return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
 
 
-def configure_threads(params: AnnParams) -> None:
-    """Set FAISS's OpenMP thread count (process-wide) when ``params.threads`` asks for one.
-    Single-query searches run on one thread either way; builds use them all."""
-    if params.threads:
-        faiss.omp_set_num_threads(params.threads)
+@contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` FAISS (OpenMP) threads, 0 = every core. OpenMP keeps the count
+    per OS thread, so it is set on the calling thread, for the call: setting it once at start-up
+    would not reach a server's request threads. A single query runs on one thread whatever the
+    count (FAISS parallelises over queries), and on a busy 2-core machine idle OpenMP workers
+    only add waiting (docs/index-scale.md: search p95 several times higher with 2 threads)."""
+    wanted = n or os.cpu_count() or 1
+    before = faiss.omp_get_max_threads()
+    if wanted != before:
+        faiss.omp_set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        if wanted != before:
+            faiss.omp_set_num_threads(before)
 
 
 # --- what an index holds -------------------------------------------------------------------------
@@ -258,11 +280,51 @@ def reconstruct(index: faiss.Index, ids: np.ndarray) -> np.ndarray:
     keys = np.ascontiguousarray(ids, dtype=np.int64)
     if len(keys) == 0:
         return np.zeros((0, index.d), dtype=np.float32)
+    order = np.argsort(keys, kind="stable")
+    vectors, held = _stored(index, keys[order])
+    if len(held) != len(keys):
+        missing = np.setdiff1d(keys, held)
+        raise KeyError(f"ids not in this index: {missing[:5].tolist()}")
+    out = np.empty_like(vectors)
+    out[order] = vectors
+    return out
+
+
+def _stored(index: faiss.Index, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors, ids) of those of ``ids`` (sorted) the index holds: flat and HNSW rows read
+    straight from the (mapped) storage array, IVF vectors decoded through the direct map."""
+    if isinstance(index, faiss.IndexIDMap2):
+        rows, held = _rows_of(index, ids)
+        return _storage(index)[rows], held
     try:
-        return index.reconstruct_batch(keys)
-    except RuntimeError:
-        missing = [int(k) for k in keys if not _holds(index, int(k))]
-        raise KeyError(f"ids not in this index: {missing[:5]}") from None
+        return index.reconstruct_batch(ids), ids
+    except RuntimeError:  # some ids live in another segment: keep the ones held here
+        held = np.asarray([i for i in ids if _holds(index, int(i))], dtype=np.int64)
+        return (index.reconstruct_batch(held) if len(held) else np.zeros((0, index.d), np.float32)), held
+
+
+def _rows_of(index: faiss.IndexIDMap2, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(storage rows, ids) of those of ``ids`` (sorted) a flat or HNSW index holds. build() adds
+    rows in id order, so a binary search in the id map finds them; a map in another order (a
+    file this module did not write) is searched through its sort order instead."""
+    n = index.ntotal
+    if n == 0 or len(ids) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    id_map = faiss.rev_swig_ptr(index.id_map.data(), n)
+    rows = np.minimum(np.searchsorted(id_map, ids), n - 1)
+    held = id_map[rows] == ids
+    if not held.all() and not bool(np.all(id_map[1:] > id_map[:-1])):
+        order = np.argsort(id_map, kind="stable")
+        rows = order[np.minimum(np.searchsorted(id_map[order], ids), n - 1)]
+        held = id_map[rows] == ids
+    return rows[held], ids[held]
+
+
+def _storage(index: faiss.IndexIDMap2) -> np.ndarray:
+    """The (n, d) float32 vectors of a flat or HNSW index, as a view (no copy)."""
+    inner = faiss.downcast_index(index.index)
+    flat = faiss.downcast_index(inner.storage) if isinstance(inner, faiss.IndexHNSW) else inner
+    return faiss.rev_swig_ptr(flat.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d)
 
 
 def _holds(index: faiss.Index, key: int) -> bool:
@@ -294,11 +356,23 @@ def search(
     """
     params = params or AnnParams()
     q = np.ascontiguousarray(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
+    with _threads(params.search_threads):
+        return _search(index, q, k, allowed, excluded, params)
+
+
+def _search(
+    index: faiss.Index,
+    q: np.ndarray,
+    k: int,
+    allowed: np.ndarray | None,
+    excluded: np.ndarray | None,
+    params: AnnParams,
+) -> tuple[np.ndarray, np.ndarray]:
     if k <= 0 or index.ntotal == 0:
         return _empty(len(q), max(k, 0))
     allowed = _sorted_ids(allowed)
     excluded = _sorted_ids(excluded)
-    if allowed is not None and len(allowed) < params.exact_filter_below:
+    if allowed is not None and len(allowed) < _exact_below(index, params):
         if excluded is not None:
             allowed = allowed[~np.isin(allowed, excluded)]
         return _exact(index, q, k, allowed)
@@ -309,6 +383,22 @@ def search(
     scores, labels = index.search(q, k, params=_search_params(index, params, share, selector))
     scores[labels < 0] = -np.inf
     return scores, labels
+
+
+def _exact_below(index: faiss.Index, params: AnnParams) -> int:
+    """Filters allowing fewer ids than this are searched exactly (``_exact``): fewer than
+    ``exact_filter_below``, or so few that the filter-scaled effort would reach its cap anyway
+    (HNSW's MAX_EF_SEARCH; IVF's every list, which is what the exact IVF search scans). A flat
+    index is exact under a selector already, and gathering scattered rows costs about
+    FLAT_GATHER_COST times a streamed row, so flat gathers only below that share."""
+    n, kind = index.ntotal, kind_of(index)
+    if kind == "flat":
+        return min(params.exact_filter_below, n // FLAT_GATHER_COST)
+    if kind == "hnsw":
+        capped = math.ceil(n * params.hnsw_ef_search / MAX_EF_SEARCH)
+    else:
+        capped = math.ceil(n * params.ivf_nprobe / faiss.extract_index_ivf(index).nlist)
+    return max(params.exact_filter_below, capped)
 
 
 def _sorted_ids(ids: np.ndarray | None) -> np.ndarray | None:
@@ -329,24 +419,55 @@ def _empty(nq: int, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _exact(index: faiss.Index, q: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k among ``allowed`` by their stored vectors (decoded for IVF kinds, so the scores
-    are the ones the index's own search would give)."""
-    try:
-        vectors = index.reconstruct_batch(allowed)
-    except RuntimeError:  # some allowed ids live in another segment: keep the ones held here
-        allowed = np.asarray([i for i in allowed if _holds(index, int(i))], dtype=np.int64)
-        if len(allowed) == 0:
-            return _empty(len(q), k)
-        vectors = index.reconstruct_batch(allowed)
-    scores = q @ vectors.T  # (nq, m)
-    top = min(k, len(allowed))
+    """Exact top-k among ``allowed`` by the stored vectors. Flat and HNSW: inner products with
+    just those rows of the storage (no copy, no BLAS call: OpenBLAS threads stall on a busy
+    machine). IVF: every inverted list scanned with the allowed ids as selector, which is exact
+    over the stored codes and costs an id check per stored vector, far less than decoding the
+    allowed vectors one by one through the direct map."""
+    if len(allowed) == 0:
+        return _empty(len(q), k)
+    if not isinstance(index, faiss.IndexIDMap2):
+        keep: list[object] = []
+        sp = faiss.SearchParametersIVF(nprobe=faiss.extract_index_ivf(index).nlist)
+        sp.sel = _member_selector(allowed, keep)
+        scores, labels = index.search(q, k, params=sp)
+        scores[labels < 0] = -np.inf
+        return scores, labels
+    rows, held = _rows_of(index, allowed)
+    if len(held) == 0:
+        return _empty(len(q), k)
+    scores = _inner_products(_storage(index), q, rows)
+    return _top_k(scores, held, k)
+
+
+def _inner_products(storage: np.ndarray, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(nq, len(rows)) inner products of each query with those storage rows (FAISS's SIMD)."""
+    out = np.empty((len(q), len(rows)), dtype=np.float32)
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    for i in range(len(q)):
+        faiss.fvec_inner_products_by_idx(
+            faiss.swig_ptr(out[i]),
+            faiss.swig_ptr(q[i]),
+            faiss.swig_ptr(storage),
+            faiss.swig_ptr(rows),
+            storage.shape[1],
+            1,
+            len(rows),
+        )
+    return out
+
+
+def _top_k(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` of each row of ``scores`` (columns named by ``ids``): score descending,
+    then id ascending; padded with -inf / -1."""
+    top = min(k, len(ids))
     part = np.argpartition(-scores, top - 1, axis=1)[:, :top]
     part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((allowed[part], -part_scores), axis=1)  # score desc, then id asc
+    order = np.lexsort((ids[part], -part_scores), axis=1)
     best = np.take_along_axis(part, order, axis=1)
-    out_scores, out_ids = _empty(len(q), k)
+    out_scores, out_ids = _empty(len(scores), k)
     out_scores[:, :top] = np.take_along_axis(scores, best, axis=1)
-    out_ids[:, :top] = allowed[best]
+    out_ids[:, :top] = ids[best]
     return out_scores, out_ids
 
 

@@ -295,9 +295,11 @@ def test_allowed_gives_the_exact_top_k_among_allowed(
     top = min(K, len(allowed))
     assert np.isin(found[:, :top], allowed).all()
     assert (found[:, top:] == -1).all()
-    if len(allowed) < params.exact_filter_below or kind == "flat":
+    if kind == "flat" or (kind == "hnsw" and len(allowed) < params.exact_filter_below):
         np.testing.assert_allclose(scores[:, :top], want_scores, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(found[:, :top], want)
+    elif len(allowed) < params.exact_filter_below:  # IVF: every list scanned, its own code scores
+        np.testing.assert_allclose(scores[:, :top], want_scores, atol=1e-4)  # = decoded, to rounding
     else:
         assert _recall(found, want) >= 0.9
 
