@@ -130,7 +130,11 @@ def search(
 
 
 def vectors(parts: Sequence[Segment], ids: Sequence[int], dim: int) -> np.ndarray:
-    """The stored vector of each id (one row each, in order); KeyError for an id none holds."""
+    """The stored vector of each id (one row each, in order); KeyError for an id none holds.
+
+    Quantized kinds (ivf_sq8, ivf_pq) return their decoded vectors, renormalised: a cosine index
+    holds unit vectors, and these are reused as such (compaction, identical chunk text); a
+    decoded SQ8 vector is within ~0.01 of its norm and its direction barely moves."""
     wanted = np.asarray(ids, dtype=np.int64)
     out = np.zeros((len(wanted), dim), dtype=np.float32)
     todo = np.ones(len(wanted), dtype=bool)
@@ -141,6 +145,8 @@ def vectors(parts: Sequence[Segment], ids: Sequence[int], dim: int) -> np.ndarra
             todo &= ~mask
     if todo.any():
         raise KeyError(f"no segment holds chunk ids {wanted[todo][:5].tolist()}")
+    if len(out):
+        faiss.normalize_L2(out)
     return out
 
 

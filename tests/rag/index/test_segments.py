@@ -138,3 +138,26 @@ class _Identity:
 
     model_id = "test-vectors"
     dim = DIM
+
+
+def test_a_quantized_segment_compacts_and_its_vectors_are_reused_as_unit_vectors(tmp_path: Path) -> None:
+    """Decoded SQ8 vectors are not exactly unit length; compaction and vector reuse must still
+    write a valid segment (they renormalise) and find the same neighbours."""
+    rng = np.random.default_rng(5)
+    root = tmp_path / "index"
+    params = ann.AnnParams(kind="ivf_sq8")
+    docs = [_doc(f"d{i}", 100, rng) for i in range(120)]  # 12,000 vectors: enough to train IVF
+    _commit(root, *docs, ann_params=params)
+    assert IndexReader.open(root).manifest.segments[0].kind == "ivf_sq8"
+    with IndexWriter.for_existing(root, ann_params=params) as writer:
+        writer.delete("d0")
+        reused = writer.vectors_for_hashes({docs[1][1][0].hash})[docs[1][1][0].hash]
+        assert abs(float(np.linalg.norm(reused)) - 1.0) < 1e-5
+        writer.commit()
+    with IndexWriter.for_existing(root, ann_params=params) as writer:
+        manifest = writer.compact()
+    assert manifest.tombstones == 0 and manifest.segments[0].vectors == 11_900
+    reader = IndexReader.open(root, params=params)
+    reader.check_consistent()
+    for doc, _, vectors in docs[1:6]:
+        assert reader.search(vectors[3], 1)[0].chunk.document_id == doc.id
