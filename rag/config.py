@@ -116,7 +116,10 @@ class AnnSettings(Section):
     # A filter that leaves fewer chunks than this is searched exactly (never loses a result).
     exact_filter_below: int = Field(20_000, ge=0)
     seed: int = Field(0, ge=0)
-    threads: int = Field(0, ge=0)  # FAISS threads; 0 = every core
+    # FAISS threads of one search (1: a single query gains little from a second thread, and an
+    # OpenMP team spinning beside a busy core costs many times that) and of a build; 0 = every core.
+    search_threads: int = Field(1, ge=0)
+    build_threads: int = Field(0, ge=0)
 
 
 class IndexSettings(Section):
