@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
-from api import errors
+from api import errors, ui
 from api.gate import QueueHeaders
 from api.hosts import AllowedHosts
 from api.limits import BodyLimit
@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
         app.include_router(routes.scoped)
     for router in (collections.router, evaluate.router, health.router, metrics.router):
         app.include_router(router)
+    ui.mount(app)  # the web page at /ui/ with its CSP (api/ui.py); not in the schema
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

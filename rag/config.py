@@ -347,6 +347,9 @@ class ServerSettings(Section):
     max_metadata_bytes: int = Field(16 * 1024, ge=2)
     # Finished upload jobs kept in <index>/jobs (GET /v1/jobs); older ones are forgotten.
     keep_jobs: int = Field(200, ge=1)
+    # A folder of `rag eval --out` folders that the web page lists (GET /v1/eval/runs) and opens;
+    # None = the page's Evaluations view says how to enable it.
+    eval_runs_dir: Path | None = None
     # `rag serve`'s log lines: one JSON object per line (for a log collector) or plain text.
     log_format: Literal["json", "text"] = "json"
     # Upper bounds (seconds) of the GET /metrics latency histograms, per route and per answer

@@ -19,6 +19,17 @@ LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -
 -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
 WHEELS=${RAG_WHEEL_CACHE:-$HOME/.cache/rag-service/wheels}/avx2
 
+# The browser tests (tests/ui) drive Debian's Chromium through Playwright (never `playwright
+# install`, which downloads a browser build): installed once from the distribution's packages.
+if [ ! -x /usr/bin/chromium ] && command -v apt-get > /dev/null 2>&1; then
+  echo "==> installing chromium (Debian package) for the browser tests"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  { $sudo_cmd apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q chromium; } \
+    > /tmp/rag-chromium-install.log 2>&1 ||
+    { tail -n 20 /tmp/rag-chromium-install.log; echo "installing chromium failed" >&2; exit 1; }
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   echo "==> creating $VENV"
   "$PY" -m venv "$VENV"
