@@ -51,8 +51,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(ROOT))
+if sys.path[0] != str(ROOT):  # run as a script from anywhere; before bench/, whose ingest.py
+    sys.path.insert(0, str(ROOT))  # would otherwise shadow the ingest package
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
