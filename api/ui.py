@@ -43,7 +43,8 @@ RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # which inherits this policy. Scripts never run inline, nor from anywhere but /ui/.
 PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-    "connect-src 'self'; frame-src blob:; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+    "connect-src 'self'; frame-src blob:; object-src blob:; form-action 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'"
 )
 # A report opened directly: styles and its inline SVG, nothing that runs.
 REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox; frame-ancestors 'self'"

@@ -82,3 +82,49 @@ def test_a_follow_up_sends_the_conversation(server: str, make_page: Any) -> None
     assert [m["role"] for m in bodies[1]["history"]] == ["user", "assistant"]
     assert bodies[1]["history"][0]["content"] == WEEKLY
     screenshot(page, "ask-scripted", full_page=True)
+
+
+def test_an_uploaded_pdf_citation_opens_the_pdf_at_its_page(
+    tmp_path: Any, embedder: Any, make_page: Any
+) -> None:
+    """The cited page of an uploaded PDF: the page fetches the stored upload with the key and
+    opens it at `#page=N`."""
+    import httpx
+
+    from api.app import create_app
+    from rag.components import build_components
+    from rag.config import load_settings
+    from tests.conftest import PDF_PAGES, write_pdf
+    from tests.serving import serving_in_thread, wait_for_job
+
+    draft = [
+        "Restored files are written to /srv/zephyr-restore [1]. ",
+        "Use zephyr restore --snapshot ID [1].",
+    ]
+    overrides = {"server.admin_api_key": ADMIN_KEY, "server.rate_limit_per_s": 0, "cache.enabled": False}
+    settings = load_settings(index_dir=tmp_path / "index", **overrides)
+    components = build_components(settings, embedder=embedder, generator=ScriptedGenerator(*draft))
+    write_pdf(tmp_path / "restore-guide.pdf", PDF_PAGES)
+    auth = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with serving_in_thread(create_app(settings, components=components)) as client:
+        files = [("files", ("restore-guide.pdf", (tmp_path / "restore-guide.pdf").read_bytes()))]
+        job = client.post("/v1/documents", headers=auth, files=files).json()
+        assert wait_for_job(client, job["job_id"], headers=auth)["status"] == "succeeded"
+        base_url = str(client.base_url).rstrip("/")
+        page = make_page(base_url)
+        page.goto("/ui/")
+        use_key(page)
+        page.get_by_label("Question").fill("Where are restored files written?")
+        page.get_by_role("button", name="Ask", exact=True).click()
+        cite = page.locator("#conversation a.cite").first
+        cite.click()
+        expect(page.locator("#source-meta")).to_contain_text("uploads/restore-guide.pdf")
+        expect(page.locator("#source-meta")).to_contain_text("2")
+        with page.expect_popup() as popup:
+            page.get_by_role("button", name="Open the PDF at this page").click()
+        pdf = popup.value
+        assert pdf.url.startswith("blob:" + base_url) and pdf.url.endswith("#page=2"), pdf.url
+        pdf.wait_for_load_state()
+        pdf.wait_for_timeout(1500)  # the viewer draws the page after the load event
+        screenshot(pdf, "pdf-page")
+        assert httpx.get(base_url + "/v1/files/uploads/restore-guide.pdf", headers=auth).status_code == 200
