@@ -20,22 +20,38 @@ ids, and works at any dimension (384 for MiniLM):
    codebook, and a flat scan of that many is faster than any index anyway.
 
 The defaults come from `bench/index_scale.py` on this project's 2-core machine
-(docs/index-scale.md): at 1M vectors of dimension 384, IVF-SQ8 with `ivf_nprobe` lists keeps
-search p95 under 30 ms at recall@10 >= 0.95 and builds in minutes; HNSW reaches the recall too
-but its build on 2 cores is far slower and its file larger; flat's p95 passes 5 ms above
-`auto_flat_below`.
+(docs/index-scale.md). Large segments are HNSW: on clustered 384-d vectors calibrated to MiniLM's
+neighbour structure, HNSW (M 32, efSearch 128) keeps recall@10 at 0.99 at 100k in about a
+millisecond, while IVF-SQ8 at 1M reaches only 0.87 at nprobe 128 (p95 10 ms; 8-bit codes alone
+cap it at 0.98) and would need ~4x the lists for 0.95, past 30 ms. HNSW's price is its build
+(about 33-90 s at 100k on 2 cores, so ~7-18 min extrapolated at 1M, not measured) and its size
+(the float vectors plus the graph, ~1.8 KB a vector); IVF-SQ8 builds 1M in ~70 s into 0.4 KB a
+vector and is the kind for segments where that matters. Flat's p95 passes ~5 ms near
+`auto_flat_below` (p50 17 ms at 100k, single thread).
 
 **Filters** (`search`): `allowed` (a metadata filter's chunk ids) and `excluded` (tombstones) are
 applied inside the search, before the top-k, through a FAISS `IDSelector` in the search
 parameters, never by cutting an unfiltered top-k. Two rules keep a selective filter from losing
 results to the graph or the inverted lists:
 
-* fewer than `exact_filter_below` candidates (allowed less excluded): exact search over just
-  their stored vectors (`reconstruct`, then a dot product): never misses, and cheaper than any
-  index walk at that size;
-* otherwise the search effort is divided by the share of ids that can be returned (`efSearch` for
-  HNSW, `nprobe` for IVF, capped at `MAX_EF_SEARCH` and at the number of lists), so the number of
-  admissible candidates the search visits stays what it is unfiltered. There is no over-fetch.
+* a selective filter is searched exactly over the allowed ids' stored vectors (`_exact`): for
+  flat and HNSW the inner products with just those rows of the (mapped) storage; for IVF every
+  inverted list scanned with the selector (exact over the stored codes, an id check per vector).
+  Selective means fewer allowed ids (less excluded) than `exact_filter_below`, or so few that the
+  scaled effort below would reach its cap anyway (`_exact_below`);
+* otherwise the search effort is divided by the square of the share s of ids that can be
+  returned (`efSearch` for HNSW, `nprobe` for IVF, capped at `MAX_EF_SEARCH` and at the number
+  of lists). Dividing by s alone keeps the number of admissible vectors visited, but the filtered
+  top-k lie about k/s ranks deep in the unfiltered ranking, where the index's recall is lower:
+  measured on clustered vectors (100k, IVF-SQ8, 30% allowed), nprobe/s gave recall 0.77 where
+  unfiltered search gives 0.98; nprobe/s² gives 0.96. There is no over-fetch.
+
+A flat index is exact under a selector, so it only takes the row path when that is cheaper (a
+filter allowing under 1/FLAT_GATHER_COST of its ids).
+
+**Threads**: FAISS's OpenMP thread count is per OS thread, so `search` sets `search_threads` on
+the calling thread for the call (a server's request threads never see a count set at start-up)
+and `build` sets `build_threads`. A single query runs on one thread whatever the count.
 
 **Memory mapping** (`read(path, mmap=True)`, faiss-cpu 1.15, measured by RssFile/RssAnon in
 tests/rag/index/test_ann.py): every kind is opened with `IO_FLAG_MMAP_IFC`, which maps the large
@@ -79,13 +95,13 @@ class AnnParams:
     docs/index-scale.md."""
 
     kind: Literal["auto", "flat", "hnsw", "ivf_sq8", "ivf_pq"] = "auto"
-    auto_large_kind: Kind = "ivf_sq8"  # what `auto` gives segments of auto_flat_below or more
-    auto_flat_below: int = 50_000  # flat search p95 stays under ~5 ms below this (1 thread)
+    auto_large_kind: Kind = "hnsw"  # what `auto` gives segments of auto_flat_below or more
+    auto_flat_below: int = 20_000  # flat search p95 stays under ~5 ms below this (1 thread)
     hnsw_m: int = 32  # graph degree: recall vs memory (2·M int32 neighbours a vector on level 0)
     hnsw_ef_construction: int = 80  # build effort: recall of the graph vs build time
-    hnsw_ef_search: int = 64  # search effort: recall vs latency
+    hnsw_ef_search: int = 128  # search effort: recall vs latency (64: 0.98, 128: 0.99 at 100k)
     ivf_nlist: int = 0  # inverted lists; 0 = from size: 4·sqrt(n), at least 39 points a list
-    ivf_nprobe: int = 32  # lists scanned per query: recall vs latency
+    ivf_nprobe: int = 128  # lists scanned per query: recall vs latency (0.87 at 1M, p95 10 ms)
     ivf_train_per_list: int = 64  # training sample = this x nlist vectors (seeded); FAISS min 39
     pq_m: int = 48  # PQ sub-quantizers (bytes per vector); must divide the dimension
     exact_filter_below: int = 20_000  # fewer candidates than this under a filter: exact search
@@ -394,10 +410,10 @@ def _exact_below(index: faiss.Index, params: AnnParams) -> int:
     n, kind = index.ntotal, kind_of(index)
     if kind == "flat":
         return min(params.exact_filter_below, n // FLAT_GATHER_COST)
-    if kind == "hnsw":
-        capped = math.ceil(n * params.hnsw_ef_search / MAX_EF_SEARCH)
-    else:
-        capped = math.ceil(n * params.ivf_nprobe / faiss.extract_index_ivf(index).nlist)
+    if kind == "hnsw":  # ef / share**2 >= MAX_EF_SEARCH
+        capped = math.ceil(n * math.sqrt(params.hnsw_ef_search / MAX_EF_SEARCH))
+    else:  # nprobe / share**2 >= nlist
+        capped = math.ceil(n * math.sqrt(params.ivf_nprobe / faiss.extract_index_ivf(index).nlist))
     return max(params.exact_filter_below, capped)
 
 
@@ -505,15 +521,15 @@ def _member_selector(ids: np.ndarray, keep: list[object]) -> faiss.IDSelector:
 def _search_params(
     index: faiss.Index, params: AnnParams, share: float, selector: faiss.IDSelector | None
 ) -> faiss.SearchParameters:
-    """Search parameters of the index's kind, the effort divided by the share of ids that can be
-    returned (module docstring)."""
+    """Search parameters of the index's kind, the effort divided by the square of the share of ids
+    that can be returned (module docstring)."""
     kind = kind_of(index)
     if kind == "hnsw":
-        ef = min(MAX_EF_SEARCH, math.ceil(params.hnsw_ef_search / share))
+        ef = min(MAX_EF_SEARCH, math.ceil(params.hnsw_ef_search / share**2))
         sp = faiss.SearchParametersHNSW(efSearch=ef)
     elif kind.startswith("ivf"):
         ivf = faiss.extract_index_ivf(index)
-        nprobe = min(ivf.nlist, math.ceil(params.ivf_nprobe / share))
+        nprobe = min(ivf.nlist, math.ceil(params.ivf_nprobe / share**2))
         sp = faiss.SearchParametersIVF(nprobe=nprobe)
     else:
         sp = faiss.SearchParameters()
