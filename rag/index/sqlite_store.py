@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 CHUNK_COLUMNS = 'c.id, c.document_id, c.source, c.page, c.start, c."end", c.text, d.metadata'
 DOCUMENT_COLUMNS = "id, source, hash, metadata, indexed_at, chunks"
+WAL_KEEP_BYTES = 64 * 1024 * 1024
 BUSY_TIMEOUT_S = 30.0  # a reader waits this long for WAL recovery or a checkpoint, never for the writer
 
 
@@ -92,6 +93,9 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode = WAL")
     # The commit's transaction must be on disk before the manifest that names its version.
     conn.execute("PRAGMA synchronous = FULL")
+    # A bulk commit grows the WAL by its whole size; once checkpointed, keep at most this much of
+    # it on disk (the server's open readers stop SQLite deleting the file).
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_KEEP_BYTES}")
     conn.executescript(f"BEGIN; {SCHEMA}; {keyword.SCHEMA}; COMMIT;")
     return conn
 
