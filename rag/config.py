@@ -104,13 +104,13 @@ class AnnSettings(Section):
 
     # auto: exact flat below auto_flat_below vectors, auto_large_kind above; or one kind for all.
     kind: Literal["auto", "flat", "hnsw", "ivf_sq8", "ivf_pq"] = "auto"
-    auto_large_kind: Literal["flat", "hnsw", "ivf_sq8", "ivf_pq"] = "ivf_sq8"
-    auto_flat_below: int = Field(50_000, ge=0)
+    auto_large_kind: Literal["flat", "hnsw", "ivf_sq8", "ivf_pq"] = "hnsw"
+    auto_flat_below: int = Field(20_000, ge=0)
     hnsw_m: int = Field(32, ge=1)
     hnsw_ef_construction: int = Field(80, ge=1)
-    hnsw_ef_search: int = Field(64, ge=1)
+    hnsw_ef_search: int = Field(128, ge=1)
     ivf_nlist: int = Field(0, ge=0)  # 0 = from the segment's size
-    ivf_nprobe: int = Field(32, ge=1)
+    ivf_nprobe: int = Field(128, ge=1)
     ivf_train_per_list: int = Field(64, ge=39)
     pq_m: int = Field(48, ge=1)
     # A filter that leaves fewer chunks than this is searched exactly (never loses a result).
