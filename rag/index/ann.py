@@ -21,8 +21,8 @@ ids, and works at any dimension (384 for MiniLM):
 
 The defaults come from `bench/index_scale.py` on this project's 2-core machine
 (docs/index-scale.md). Large segments are HNSW: on clustered 384-d vectors calibrated to MiniLM's
-neighbour structure, HNSW (M 32, efSearch 128) keeps recall@10 at 0.99 at 100k in about a
-millisecond, while IVF-SQ8 at 1M reaches only 0.87 at nprobe 128 (p95 10 ms; 8-bit codes alone
+neighbour structure, HNSW (M 32, efSearch 128) keeps recall@10 at 0.988 at 100k at p95 2.2 ms
+(0.998 on real 10k), while IVF-SQ8 at 1M reaches only 0.87 at nprobe 128 (p95 10 ms; 8-bit codes alone
 cap it at 0.98) and would need ~4x the lists for 0.95, past 30 ms. HNSW's price is its build
 (about 33-90 s at 100k on 2 cores, so ~7-18 min extrapolated at 1M, not measured) and its size
 (the float vectors plus the graph, ~1.8 KB a vector); IVF-SQ8 builds 1M in ~70 s into 0.4 KB a
@@ -99,7 +99,7 @@ class AnnParams:
     auto_flat_below: int = 20_000  # flat search p95 stays under ~5 ms below this (1 thread)
     hnsw_m: int = 32  # graph degree: recall vs memory (2·M int32 neighbours a vector on level 0)
     hnsw_ef_construction: int = 80  # build effort: recall of the graph vs build time
-    hnsw_ef_search: int = 128  # search effort: recall vs latency (64: 0.98, 128: 0.99 at 100k)
+    hnsw_ef_search: int = 128  # search effort: recall vs latency (64: 0.978, 128: 0.988 at 100k)
     ivf_nlist: int = 0  # inverted lists; 0 = from size: 4·sqrt(n), at least 39 points a list
     ivf_nprobe: int = 128  # lists scanned per query: recall vs latency (0.87 at 1M, p95 10 ms)
     ivf_train_per_list: int = 64  # training sample = this x nlist vectors (seeded); FAISS min 39
