@@ -146,6 +146,7 @@ def test_a_documents_script_shows_as_text_and_never_runs(server: str, make_page:
     excerpt.wait_for()
     assert "<script>alert(1)</script>" in excerpt.inner_text()  # shown as text
     assert page.locator("#conversation script").count() == 0  # no element made from it
+    screenshot(page, "refusal-script", full_page=True)
     assert page.dialogs == []  # type: ignore[attr-defined]
     assert_local_only(page, server)
 
