@@ -321,19 +321,7 @@ class IndexWriter:
         """Publish this writer's changes as the next version (module docstring), then merge small
         segments if more than ``merge_segments`` of them have piled up (a second commit)."""
         ids, vectors = self._new.take()
-        added = []
-        if len(ids):
-            added.append(
-                segments.write(
-                    self.root,
-                    self.version,
-                    ids,
-                    vectors,
-                    self._params,
-                    before_rename=lambda: _crash_point("mid_segment_write"),
-                )
-            )
-            _crash_point("after_segment")
+        added = self._write_segment(ids, vectors)
         manifest = self._publish(self._base_segments() + added)
         small = [s for s in manifest.segments if ann.kind_for(s.vectors, self._params) == "flat"]
         if len(small) > self._merge_segments:
@@ -358,20 +346,7 @@ class IndexWriter:
         parts = [p for p in self._live_parts() if p.info in chosen]
         keep = [np.asarray(p.ids)[~np.isin(p.ids, dead)] for p in parts]
         ids = np.concatenate(keep) if keep else np.zeros(0, dtype=np.int64)
-        merged = []
-        if len(ids):
-            vectors = segments.vectors(parts, ids, self._dim)
-            merged.append(
-                segments.write(
-                    self.root,
-                    self.version,
-                    ids,
-                    vectors,
-                    self._params,
-                    before_rename=lambda: _crash_point("mid_segment_write"),
-                )
-            )
-            _crash_point("after_segment")
+        merged = self._write_segment(ids, segments.vectors(parts, ids, self._dim) if len(ids) else None)
         dropped = (
             np.concatenate([np.asarray(p.ids)[np.isin(p.ids, dead)] for p in parts]) if parts else dead[:0]
         )
@@ -383,6 +358,21 @@ class IndexWriter:
         return self._publish(sorted(remaining + merged, key=lambda s: s.number))
 
     # -- helpers -----------------------------------------------------------------------------
+    def _write_segment(self, ids: np.ndarray, vectors: np.ndarray | None) -> list[SegmentInfo]:
+        """Step 1 of the module docstring: this version's segment (none when it adds no vector)."""
+        if not len(ids) or vectors is None:
+            return []
+        info = segments.write(
+            self.root,
+            self.version,
+            ids,
+            vectors,
+            self._params,
+            before_rename=lambda: _crash_point("mid_segment_write"),
+        )
+        _crash_point("after_segment")
+        return [info]
+
     def _publish(self, live: list[SegmentInfo]) -> Manifest:
         """Steps 2-5 of the module docstring for version ``self.version``."""
         assert self._base is not None
