@@ -61,11 +61,6 @@ class IndexReader:
                 keyword.exists(conn) and self.manifest.keyword_analyzer == keyword.ANALYZER
             )
 
-    @property
-    def version_dir(self) -> Path:
-        """Kept for callers that show where the index lives: the index directory itself."""
-        return self.root
-
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         """The shared connection, under its lock; a damaged store becomes IndexCorruptError."""
