@@ -1,6 +1,10 @@
 """Evaluation data sets: JSONL or CSV rows of question, and optionally reference, answerable,
 answer and contexts. A row with an answer is scored as given; a row without one is answered by
-the pipeline. ``synthesize`` writes a data set of template questions from indexed chunks."""
+the pipeline. ``synthesize`` writes a data set of template questions from indexed chunks.
+
+RAGAS's column names (``user_input``, ``response``, ``retrieved_contexts``; ``reference`` is the same)
+are read too, and mapped to ours at load time, so a team's RAGAS test set runs here unchanged;
+``write_jsonl(..., columns="ragas")`` writes them, so a set made here can be taken to RAGAS."""
 
 from __future__ import annotations
 
@@ -8,9 +12,9 @@ import csv
 import hashlib
 import json
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -20,6 +24,16 @@ from rag.grounding.text import is_critical, split_sentences, tokens
 
 class DatasetError(RagError):
     """A data set file cannot be read; the message names the file, the row and the fix."""
+
+
+# RAGAS's name for a column -> ours (ragas.SingleTurnSample); `reference` is spelled the same.
+RAGAS_COLUMNS: dict[str, str] = {
+    "user_input": "question",
+    "response": "answer",
+    "retrieved_contexts": "contexts",
+}
+_OUR_TO_RAGAS = {ours: theirs for theirs, ours in RAGAS_COLUMNS.items()}
+Columns = Literal["ours", "ragas"]
 
 
 class Sample(BaseModel):
@@ -88,17 +102,43 @@ def load_dataset(path: Path, limit: int | None = None) -> list[Sample]:
         raise DatasetError(f"data set {path}: unknown format {suffix!r}; use .jsonl or .csv")
     samples = []
     for line_no, row in rows:
-        try:
-            samples.append(Sample.model_validate(row))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "row"
-            raise DatasetError(f"{path}:{line_no}: {where}: {first['msg']}") from None
+        samples.append(_sample(row, f"{path}:{line_no}"))
         if limit is not None and len(samples) >= limit:
             break
     if not samples:
         raise DatasetError(f"data set {path} has no rows")
     return samples
+
+
+def _sample(row: Mapping[str, Any], where: str) -> Sample:
+    """One row as a Sample, by our column names or RAGAS's; an error names the column as written."""
+    try:
+        ours, renamed = _from_ragas(row)
+    except ValueError as exc:
+        raise DatasetError(f"{where}: {exc}") from None
+    try:
+        return Sample.model_validate(ours)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = [str(p) for p in first["loc"]]
+        field = ".".join([renamed.get(loc[0], loc[0]), *loc[1:]]) if loc else "row"
+        raise DatasetError(f"{where}: {field}: {first['msg']}") from None
+
+
+def _from_ragas(row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The row with RAGAS's column names replaced by ours, and {our name: the name it came as}.
+    A row that gives one field under both names is refused: which one to believe is a guess."""
+    out, renamed = dict(row), {}
+    for theirs, ours in RAGAS_COLUMNS.items():
+        if theirs not in out:
+            continue
+        if ours in out:
+            raise ValueError(
+                f"both {ours!r} and {theirs!r} (RAGAS's name for {ours!r}) are given; keep one of them"
+            )
+        out[ours] = out.pop(theirs)
+        renamed[ours] = theirs
+    return out, renamed
 
 
 def _jsonl_rows(path: Path) -> Iterable[tuple[int, dict]]:
@@ -117,8 +157,11 @@ def _jsonl_rows(path: Path) -> Iterable[tuple[int, dict]]:
 def _csv_rows(path: Path) -> Iterable[tuple[int, dict]]:
     with path.open(encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
-        if not reader.fieldnames or "question" not in reader.fieldnames:
-            raise DatasetError(f"{path}: the CSV header must include 'question' (found {reader.fieldnames})")
+        if not reader.fieldnames or not {"question", _OUR_TO_RAGAS["question"]} & set(reader.fieldnames):
+            raise DatasetError(
+                f"{path}: the CSV header must include 'question' or RAGAS's"
+                f" {_OUR_TO_RAGAS['question']!r} (found {reader.fieldnames})"
+            )
         for n, row in enumerate(reader, 2):
             yield n, {k: v for k, v in row.items() if k is not None}
 
@@ -173,8 +216,31 @@ def _blank(sentence: str) -> str:
     return ranked[0] if ranked else ""
 
 
-def write_jsonl(samples: list[Sample], path: Path) -> None:
+def write_jsonl(samples: Iterable[Sample | Mapping[str, Any]], path: Path, columns: Columns = "ours") -> None:
+    """One JSON object per sample. ``columns="ragas"`` writes RAGAS's names (user_input, response,
+    retrieved_contexts) so a set can be taken to RAGAS; other fields are kept (RAGAS ignores them),
+    and ``load_dataset`` reads either back to the same samples. A mapping is read as a row is."""
+    if columns not in ("ours", "ragas"):
+        raise DatasetError(f"unknown columns {columns!r}; use 'ours' or 'ragas'")
+    path = Path(path)
+    lines = [_jsonl_line(s, columns, f"{path}: sample {n}") for n, s in enumerate(samples, 1)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for s in samples:
-            f.write(json.dumps(s.model_dump(exclude_none=True), ensure_ascii=False) + "\n")
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+def _jsonl_line(sample: Sample | Mapping[str, Any], columns: Columns, where: str) -> str:
+    row = (sample if isinstance(sample, Sample) else _sample(sample, where)).model_dump(exclude_none=True)
+    if columns == "ragas":
+        row = _to_ragas(row, where)
+    return json.dumps(row, ensure_ascii=False) + "\n"
+
+
+def _to_ragas(row: dict[str, Any], where: str) -> dict[str, Any]:
+    """Our names replaced by RAGAS's; an extra field already spelled like one of RAGAS's would be
+    read back as a different field, so it is refused."""
+    clash = sorted(set(row) & set(RAGAS_COLUMNS))
+    if clash:
+        raise DatasetError(
+            f"{where}: extra field {clash[0]!r} is RAGAS's name for {RAGAS_COLUMNS[clash[0]]!r}; rename it"
+        )
+    return {_OUR_TO_RAGAS.get(k, k): v for k, v in row.items()}

@@ -66,3 +66,98 @@ def test_bootstrap_summary() -> None:
 def test_sample_accepts_extra_fields() -> None:
     s = Sample.model_validate({"question": "q", "kind": "supported", "label": 1})
     assert s.model_extra == {"kind": "supported", "label": 1}
+
+
+# ---------------------------------------------------------------- RAGAS's column names
+RAGAS_ROW = {
+    "user_input": "Which port does zephyr-relay listen on?",
+    "response": "It listens on TCP port 7341.",
+    "retrieved_contexts": ["It listens on TCP port 7341."],
+    "reference": "TCP port 7341.",
+    "reference_contexts": ["The relay listens on TCP port 7341."],
+}
+
+
+def test_ragas_jsonl_rows_map_to_ours(tmp_path: Path) -> None:
+    p = tmp_path / "r.jsonl"
+    ours = {"question": "q2", "answer": "a2", "contexts": ["c2"]}
+    p.write_text(json.dumps(RAGAS_ROW) + "\n" + json.dumps(ours) + "\n")
+    a, b = load_dataset(p)
+    assert (a.question, a.answer, a.contexts, a.reference) == (
+        RAGAS_ROW["user_input"],
+        RAGAS_ROW["response"],
+        RAGAS_ROW["retrieved_contexts"],
+        RAGAS_ROW["reference"],
+    )
+    assert a.model_extra == {"reference_contexts": RAGAS_ROW["reference_contexts"]}
+    assert (b.question, b.answer, b.contexts) == ("q2", "a2", ["c2"])
+
+
+def test_ragas_csv(tmp_path: Path) -> None:
+    p = tmp_path / "r.csv"
+    p.write_text('user_input,response,retrieved_contexts,reference\nq1,a1,"[""x"", ""y""]",ref\nq2,,,\n')
+    a, b = load_dataset(p)
+    assert (a.question, a.answer, a.contexts, a.reference) == ("q1", "a1", ["x", "y"], "ref")
+    assert (b.question, b.answer, b.contexts, b.reference) == ("q2", None, None, None)
+
+
+def test_ragas_errors_name_the_column_as_written(tmp_path: Path) -> None:
+    p = tmp_path / "r.csv"
+    p.write_text("user_input,retrieved_contexts\nq1,not json\n")
+    with pytest.raises(DatasetError, match=r"r.csv:2: retrieved_contexts: .*JSON list"):
+        load_dataset(p)
+    p.write_text("response\na1\n")
+    with pytest.raises(DatasetError, match=r"CSV header must include 'question' or RAGAS's 'user_input'"):
+        load_dataset(p)
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [("question", "user_input"), ("answer", "response"), ("contexts", "retrieved_contexts")],
+)
+def test_one_field_under_both_names_is_refused(tmp_path: Path, ours: str, theirs: str) -> None:
+    p = tmp_path / "r.jsonl"
+    row = (
+        {"question": "q", "user_input": "q"}
+        if ours == "question"
+        else {"question": "q", ours: "x", theirs: "x"}
+    )
+    p.write_text(json.dumps({"question": "fine"}) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(DatasetError, match=rf"r.jsonl:2: both '{ours}' and '{theirs}' \(RAGAS's name"):
+        load_dataset(p)
+
+
+def test_write_ragas_columns_and_round_trip(tmp_path: Path) -> None:
+    samples = [
+        Sample(question="q1", answer="a1", contexts=["c1", "c2"], reference="r1", answerable=True, id="s1"),
+        Sample(question="q2", answerable=False, kind="off_topic"),
+        Sample(question="q3", synthetic=True, reference="r3"),
+    ]
+    write_jsonl(samples, tmp_path / "ours.jsonl")
+    ours = load_dataset(tmp_path / "ours.jsonl")
+    write_jsonl(ours, tmp_path / "ragas.jsonl", columns="ragas")
+    first = json.loads((tmp_path / "ragas.jsonl").read_text().splitlines()[0])
+    assert first == {
+        "user_input": "q1",
+        "reference": "r1",
+        "answerable": True,
+        "response": "a1",
+        "retrieved_contexts": ["c1", "c2"],
+        "synthetic": False,
+        "id": "s1",
+    }
+    assert load_dataset(tmp_path / "ragas.jsonl") == ours == samples
+    write_jsonl(load_dataset(tmp_path / "ragas.jsonl"), tmp_path / "again.jsonl")
+    assert (tmp_path / "again.jsonl").read_text() == (tmp_path / "ours.jsonl").read_text()
+
+
+def test_write_jsonl_takes_rows_and_checks_columns(tmp_path: Path) -> None:
+    write_jsonl([RAGAS_ROW, {"question": "q", "answer": "a"}], tmp_path / "r.jsonl", columns="ragas")
+    lines = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert lines[0] == RAGAS_ROW | {"synthetic": False}
+    assert lines[1] == {"user_input": "q", "response": "a", "synthetic": False}
+    with pytest.raises(DatasetError, match="unknown columns 'haystack'; use 'ours' or 'ragas'"):
+        write_jsonl([], tmp_path / "x.jsonl", columns="haystack")  # type: ignore[arg-type]
+    with pytest.raises(DatasetError, match="sample 1: extra field 'response' is RAGAS's name for 'answer'"):
+        write_jsonl([Sample(question="q", response="a")], tmp_path / "x.jsonl", columns="ragas")
+    assert not (tmp_path / "x.jsonl").exists()
