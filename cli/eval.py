@@ -1,6 +1,7 @@
 """`rag eval`: score a question set for faithfulness, relevance, retrieval quality and refusals.
 
-Registered in cli/main.py as ``app.command("eval")(eval_command)``.
+Registered in cli/main.py as the group ``rag eval``: ``rag eval DATASET`` (or ``--spec FILE``)
+scores, ``rag eval compare RUN_A RUN_B`` compares runs (cli/eval_compare.py).
 """
 
 from __future__ import annotations
@@ -9,28 +10,43 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.progress import TextColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
 from cli.console import console, fail, out, progress, run, settings
+from cli.eval_compare import compare_command
 from cli.options import CollectionOpt
 from rag.config import Settings
 from rag.errors import RagError
 
 EXIT_THRESHOLD_FAILED = 2
+JUDGES = ("support", "ensemble", "llm")
 
 
 def eval_command(
     dataset: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
             help="JSONL or CSV with 'question' and optionally 'reference', 'answerable', 'answer', "
-            "'contexts' "
-            "(in CSV a JSON list). Rows with an answer are scored as given; rows without one are answered "
-            "by the pipeline (loads the generator). With --synthesize, the file to write."
+            "'contexts' (in CSV a JSON list); RAGAS's column names (user_input, response, "
+            "retrieved_contexts, reference) work too. Rows with an answer are scored as given; rows "
+            "without one are answered by the pipeline (loads the generator). With --synthesize, the "
+            "file to write. Not needed with --spec."
         ),
-    ],
+    ] = None,
+    spec: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--spec",
+            "-s",
+            help="A YAML run spec (dataset + pipeline settings + judge + metrics + perturbations + "
+            "seed; see eval/spec.py), repeatable: each run goes to --out/NAME with its spec and "
+            "versions, and two or more runs are compared in --out/compare.html.",
+        ),
+    ] = None,
     out_dir: Annotated[
         Path, typer.Option("--out", "-o", help="Output folder: results.json, results.csv, report.html.")
     ] = Path("eval-out"),
@@ -47,9 +63,10 @@ def eval_command(
         str,
         typer.Option(
             "--judge",
-            help="'support' (default): lexical + embedding, deterministic, no LLM. 'llm': the configured "
-            "generator decides (slow on CPU, ~10 s per statement); also enables RAGAS-style answer "
-            "relevance.",
+            help="'support' (default): lexical + embedding, deterministic, no LLM. 'ensemble': the "
+            "support judge and the generator's P(yes) on the evidence sentences, one calibrated "
+            "probability (~2 s per statement on 2 CPU cores). 'llm': the generator alone reads every "
+            "context; also enables RAGAS-style answer relevance.",
         ),
     ] = "support",
     limit: Annotated[
@@ -91,23 +108,83 @@ def eval_command(
 ) -> None:
     """Score answers for faithfulness, relevance, retrieval and refusals (resumable: see --out)."""
     thresholds = run(lambda: parse_thresholds(fail_under or []))
-    if judge not in ("support", "llm"):
-        fail(f"--judge {judge!r} is unknown; use 'support' or 'llm'")
+    if judge not in JUDGES:
+        fail(f"--judge {judge!r} is unknown; use one of {', '.join(JUDGES)}")
     if threads:
         import torch
 
         torch.set_num_threads(threads)
+    if spec:
+        if dataset is not None:
+            fail("give either DATASET or --spec FILE (a spec names its own data set), not both")
+        _run_specs(spec, out_dir, config, collection, index, fresh, thresholds)
+        return
+    if dataset is None:
+        fail("give a DATASET file (JSONL or CSV) or one or more --spec FILE; see `rag eval --help`")
     cfg = settings(config, collection, index_dir=str(index) if index else None)
     if synthesize:
         run(lambda: _synthesize(cfg, index or (cfg.index_dir if collection else None), dataset, synthesize))
         return
-    results = run(
-        lambda: run_eval(
-            cfg, dataset, out_dir, judge, index is not None or collection is not None, limit, baseline, fresh
-        )
-    )
+    use_index = index is not None or collection is not None
+    results = run(lambda: run_eval(cfg, dataset, out_dir, judge, use_index, limit, baseline, fresh))
     print_summary(results)
-    failures = check_thresholds(results["aggregates"], thresholds)
+    _exit_on(check_thresholds(results["aggregates"], thresholds))
+
+
+def _run_specs(
+    files: list[Path],
+    out_dir: Path,
+    config: Path | None,
+    collection: str | None,
+    index: Path | None,
+    fresh: bool,
+    thresholds: dict[str, float],
+) -> None:
+    """Each spec into out_dir/NAME; then, with two or more, the comparison against the first."""
+    from eval.spec import load_spec, write_spec_files
+
+    specs = [run(lambda f=f: load_spec(f)) for f in files]
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        fail(f"two specs share a run name ({', '.join(names)}); set `name:` in each spec")
+    failures, folders = [], []
+    for s in specs:
+        index_dir = s.index or index
+        cfg = settings(
+            s.config or config,
+            s.collection or collection,
+            **{"index_dir": str(index_dir) if index_dir else None, **s.overrides()},
+        )
+        use_index = index_dir is not None or (s.collection or collection) is not None
+        folder = out_dir / s.name
+        console.print(f"[bold]run {s.name}[/]: {s.dataset} -> {folder}")
+        results = run(
+            lambda s=s, cfg=cfg, folder=folder, use_index=use_index: run_eval(
+                cfg,
+                s.dataset,
+                folder,
+                s.judge,
+                use_index,
+                s.limit,
+                None,
+                fresh,
+                metrics=s.metrics,
+                perturbations=s.perturbations,
+                seed=s.seed,
+            )
+        )
+        write_spec_files(folder, s, cfg.index_dir if use_index else None)
+        print_summary(results)
+        failures += [f"{s.name}: {f}" for f in check_thresholds(results["aggregates"], thresholds)]
+        folders.append(folder)
+    if len(folders) > 1:
+        from cli.eval_compare import compare_and_report
+
+        compare_and_report(folders, out_dir / "compare", None)
+    _exit_on(failures)
+
+
+def _exit_on(failures: list[str]) -> None:
     for f in failures:
         console.print(f"[bold red]threshold failed:[/] {f}")
     if failures:
@@ -133,6 +210,9 @@ def parse_thresholds(items: list[str]) -> dict[str, float]:
 def check_thresholds(aggregates: dict, thresholds: dict[str, float]) -> list[str]:
     failures = []
     for name, minimum in thresholds.items():
+        if name not in aggregates["metrics"]:
+            failures.append(f"{name} is not among this run's metrics (minimum {minimum})")
+            continue
         mean = aggregates["metrics"][name]["mean"]
         if mean is None:
             failures.append(f"{name} has no scored samples (minimum {minimum})")
@@ -150,16 +230,22 @@ def run_eval(
     limit: int | None,
     baseline: Path | None,
     fresh: bool = False,
+    metrics: list[str] | None = None,
+    perturbations: list[str] | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     from eval.dataset import load_dataset
     from eval.report import build_results, write_outputs
-    from eval.runner import PARTIAL, Evaluator, aggregate
+    from eval.robustness import expand
+    from eval.runner import METRICS, PARTIAL, Evaluator, aggregate
     from rag.components import build_generator, build_pipeline
     from rag.embedding import make_embedder
     from rag.embedding.caching import CachingEmbedder
     from rag.grounding.judges import make_support_judge
 
     samples = load_dataset(dataset, limit)
+    if perturbations:
+        samples = expand(samples, perturbations, seed)
     base = _load_baseline(baseline) if baseline else None
     need_generation = any(s.answer is None for s in samples)
     need_retrieval = need_generation or any(s.contexts is None for s in samples)
@@ -170,7 +256,7 @@ def run_eval(
             "pipeline can retrieve (and generate) them"
         )
     embedder = CachingEmbedder(make_embedder(settings.embedding))
-    generator = build_generator(settings) if (need_generation or judge_name == "llm") else None
+    generator = build_generator(settings) if (need_generation or judge_name != "support") else None
     pipeline = build_pipeline(settings, embedder=embedder, generator=generator) if need_retrieval else None
     judge = make_support_judge(judge_name, settings.grounding, embedder, generator)
     evaluator = Evaluator(
@@ -203,8 +289,11 @@ def run_eval(
         "generator": getattr(generator, "name", None),
         "grounding": settings.grounding.model_dump(),
         "retrieval": settings.retrieval.model_dump(),
+        "metrics": list(metrics or METRICS),
+        "perturbations": list(perturbations or []),
+        "seed": seed,
     }
-    results = build_results(records, aggregate(records), config, base)
+    results = build_results(records, aggregate(records, metrics or METRICS, settings.metrics), config, base)
     paths = write_outputs(out_dir, results)
     console.print("wrote " + ", ".join(str(p) for p in paths.values()))
     return results
@@ -255,3 +344,23 @@ def print_summary(results: dict) -> None:
         if a["n"]:
             table.add_row(LABELS[m], f"{a['mean']:.3f}", f"{a['ci_low']:.3f}-{a['ci_high']:.3f}", str(a["n"]))
     out.print(table)
+
+
+class _ScoreByDefault(TyperGroup):
+    """``rag eval DATASET ...`` means ``rag eval run DATASET ...``: scoring is what people type,
+    and the form it had before ``compare`` existed keeps working."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=_ScoreByDefault,
+    no_args_is_help=True,
+    help="Evaluate: `rag eval DATASET` or `rag eval --spec A.yaml --spec B.yaml` scores (the `run` "
+    "command), `rag eval compare RUN_A RUN_B` compares runs.",
+)
+app.command("run")(eval_command)
+app.command("compare")(compare_command)

@@ -31,7 +31,7 @@ app.command()(index.documents)
 app.command()(index.info)
 app.command()(compact.compact)
 app.command()(serve.serve)
-app.command("eval")(eval_cmd.eval_command)
+app.add_typer(eval_cmd.app, name="eval")
 app.add_typer(keys.app, name="keys")
 
 if __name__ == "__main__":

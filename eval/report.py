@@ -20,17 +20,21 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
+from eval.robustness import originals
 from eval.runner import METRICS
 
 CSV_FIELDS = (
     "id",
     "key",
+    "variant",
     "question",
     "refused",
     "error",
     *METRICS,
     "retrieve_ms",
     "generate_ms",
+    "prefill_ms",
+    "decode_ms",
     "prompt_tokens",
     "completion_tokens",
     "unsupported_statements",
@@ -81,7 +85,7 @@ def build_results(
 def compare(aggregates: dict, baseline: dict) -> dict[str, dict]:
     base = baseline.get("aggregates", {}).get("metrics", {})
     out = {}
-    for m in METRICS:
+    for m in aggregates["metrics"]:
         now, before = aggregates["metrics"][m].get("mean"), base.get(m, {}).get("mean")
         if now is None and before is None:
             continue
@@ -118,13 +122,21 @@ def write_csv(path: Path, records: list[dict]) -> None:
             row = {
                 "id": r.get("id") or "",
                 "key": r["key"],
+                "variant": r.get("variant") or "",
                 "question": r["question"],
                 "refused": r.get("refused", False),
                 "error": r.get("error") or "",
                 **{m: ("" if r["metrics"].get(m) is None else r["metrics"][m]) for m in METRICS},
                 **{
                     k: eff.get(k, "")
-                    for k in ("retrieve_ms", "generate_ms", "prompt_tokens", "completion_tokens")
+                    for k in (
+                        "retrieve_ms",
+                        "generate_ms",
+                        "prefill_ms",
+                        "decode_ms",
+                        "prompt_tokens",
+                        "completion_tokens",
+                    )
                 },
                 "unsupported_statements": " | ".join(
                     s["text"] for s in r.get("statements", []) if not s["supported"]
@@ -186,10 +198,13 @@ def render_html(results: dict) -> str:
             comparison=comparison,
             summary=_summary_rows(agg["metrics"], comparison),
             efficiency=agg.get("efficiency") or {},
+            robustness=_robustness_rows(agg.get("robustness")),
+            perturbations=(agg.get("robustness") or {}).get("perturbations", []),
+            calibration=[_reliability_diagram(name, c) for name, c in (agg.get("calibration") or {}).items()],
             histograms=[
-                _histogram(m, [r["metrics"].get(m) for r in results["samples"]])
-                for m in METRICS
-                if agg["metrics"][m]["n"]
+                _histogram(m, [r["metrics"].get(m) for r in originals(results["samples"])])
+                for m, a in agg["metrics"].items()
+                if a["n"]
             ],
             samples=[_sample(r) for r in sorted(results["samples"], key=_sort_key)],
             config_json=json.dumps({"config": results["config"], "versions": results["versions"]}, indent=2),
@@ -199,8 +214,7 @@ def render_html(results: dict) -> str:
 
 def _summary_rows(metrics: dict, comparison: dict) -> list[dict[str, Any]]:
     rows = []
-    for m in METRICS:
-        a = metrics[m]
+    for m, a in metrics.items():
         if not a["n"] and m not in comparison:
             continue
         c = comparison.get(m, {})
@@ -216,6 +230,67 @@ def _summary_rows(metrics: dict, comparison: dict) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _robustness_rows(robustness: dict | None) -> list[dict[str, Any]]:
+    if not robustness:
+        return []
+    rows = []
+    for m, r in robustness["metrics"].items():
+        if r["original"]["n"]:
+            rows.append(
+                {
+                    "label": LABELS[m],
+                    "original": r["original"]["mean"],
+                    "worst": r["worst_case"]["mean"],
+                    "drop": r["drop"],
+                    "by": [r["by_perturbation"][p]["mean"] for p in robustness["perturbations"]],
+                }
+            )
+    return rows
+
+
+CALIBRATION_TITLES = {
+    "support": "Support probability against the faithfulness label",
+    "refusal": "Support probability against answerability (refusals)",
+}
+
+
+def _reliability_diagram(name: str, c: dict) -> dict[str, Any]:
+    """Points (mean predicted, observed rate) per non-empty bin over the diagonal, as SVG numbers."""
+    size, pad = HIST_HEIGHT * 2, HIST_PAD
+    span = size - 2 * pad
+
+    def xy(p: float, q: float) -> tuple[str, str]:
+        return f"{pad + p * span:.1f}", f"{size - pad - q * span:.1f}"
+
+    points = []
+    for b in c["bins"]:
+        if b["n"]:
+            x, y = xy(b["mean_probability"], b["observed_rate"])
+            radius = f"{2 + 6 * (b['n'] / c['n']) ** 0.5:.1f}"
+            points.append(
+                {
+                    "x": x,
+                    "y": y,
+                    "r": radius,
+                    "n": b["n"],
+                    "low": b["low"],
+                    "high": b["high"],
+                    "p": f"{b['mean_probability']:.2f}",
+                    "rate": f"{b['observed_rate']:.2f}",
+                }
+            )
+    x0, y0 = xy(0, 0)
+    x1, y1 = xy(1, 1)
+    return {
+        "title": CALIBRATION_TITLES.get(name, name),
+        "n": c["n"],
+        "ece": c["ece"],
+        "size": size,
+        "points": points,
+        "diag": {"x0": x0, "y0": y0, "x1": x1, "y1": y1},
+    }
 
 
 def _histogram(metric: str, values: list[float | None]) -> dict[str, Any]:
@@ -266,6 +341,7 @@ def _sample(r: dict) -> dict[str, Any]:
     contexts = r.get("contexts") or []
     return {
         "question": r["question"],
+        "variant": r.get("variant") if r.get("variant") not in (None, "original") else None,
         "refused": bool(r.get("refused")),
         "error": r.get("error"),
         "faithfulness": m.get("faithfulness"),
@@ -290,3 +366,39 @@ def _num(v: float | None) -> str:
 
 def _signed(v: float | None) -> str:
     return DASH if v is None else f"{v:+.3f}"
+
+
+# ---------------------------------------------------------------- comparing runs
+COMPARE_TEMPLATE = "compare.html.j2"
+
+
+def write_comparison(out_dir: Path, result: dict) -> dict[str, Path]:
+    """compare.json and compare.html (eval/compare.py's result) in out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "compare.json", "html": out_dir / "compare.html"}
+    paths["json"].write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
+    paths["html"].write_text(render_comparison(result), encoding="utf-8")
+    return paths
+
+
+def render_comparison(result: dict) -> str:
+    rows = []
+    for c in result["comparisons"]:
+        for m, v in c["metrics"].items():
+            if v["n"]:
+                rows.append({"run": c["run"], "baseline": c["baseline"], "label": LABELS[m], **v})
+    return (
+        _environment()
+        .get_template(COMPARE_TEMPLATE)
+        .render(
+            css=Markup(CSS),
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            runs=result["runs"],
+            rows=rows,
+            win_rate=result["win_rate"],
+            means=[
+                {"label": LABELS[m], "cells": [result["means"][m][r] for r in result["runs"]]}
+                for m in result["metrics"]
+            ],
+        )
+    )

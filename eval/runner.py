@@ -14,9 +14,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from eval.calibration import expected_calibration_error, reliability
 from eval.dataset import Sample, sample_key
+from eval.robustness import originals, robustness
 from eval.stats import percentile, summarize
-from rag.config import Settings
+from rag.config import MetricsSettings, Settings
 from rag.errors import RagError
 from rag.grounding.answer import is_refusal
 from rag.grounding.text import strip_markers
@@ -102,8 +104,12 @@ class Evaluator:
             "generated": sample.answer is None,
             "errors": {},
         }
+        extra = sample.model_extra or {}
+        for field in ("variant", "origin", "label"):  # robustness variants; a faithfulness label
+            if extra.get(field) is not None:
+                record[field] = extra[field]
         try:
-            answer, refused, reason, contexts, efficiency = self._answer(sample)
+            answer, refused, reason, contexts, efficiency, draft = self._answer(sample)
         except RagError as exc:
             record.update(error=f"could not answer: {exc}", metrics=dict.fromkeys(METRICS), refused=False)
             return record
@@ -115,6 +121,8 @@ class Evaluator:
             contexts=contexts,
             efficiency=efficiency,
         )
+        if refused and draft:
+            record["draft"] = draft
         texts = [c["text"] for c in contexts]
         clean = strip_markers(answer).strip()
         metrics: dict[str, float | None] = dict.fromkeys(METRICS)
@@ -173,6 +181,7 @@ class Evaluator:
             )
         metrics["refusal_correctness"] = refusal_correct(refused, sample.answerable)
         record["metrics"] = metrics
+        record["support_probability"] = self._support_probability(record, texts, refused)
         record["error"] = (
             "; ".join(
                 f"{k}: {v}"
@@ -184,7 +193,24 @@ class Evaluator:
         record["score_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         return record
 
-    def _answer(self, sample: Sample) -> tuple[str, bool, str, list[dict], dict[str, Any]]:
+    def _support_probability(self, record: dict[str, Any], texts: list[str], refused: bool) -> float | None:
+        """The judge's probability that the answer is supported (its weakest statement's score).
+        For a refusal, that of the draft the pipeline refused to show: the confidence the refusal
+        was decided on, which the refusal calibration needs."""
+        if not refused:
+            scores = [v["score"] for v in record.get("statements", [])]
+            return round(min(scores), 4) if scores else None
+        draft = strip_markers(record.get("draft") or "").strip()
+        if not draft or not texts or is_refusal(draft):
+            return None
+        try:
+            _, verdicts = faithfulness(draft, texts, self.judge)
+        except RagError:
+            return None
+        return round(min(v.score for v in verdicts), 4) if verdicts else None
+
+    def _answer(self, sample: Sample) -> tuple[str, bool, str, list[dict], dict[str, Any], str]:
+        """(answer, refused, refusal reason, contexts, efficiency, the model's draft)."""
         if sample.answer is not None:
             efficiency: dict[str, Any] = {}
             if sample.contexts is not None:
@@ -195,7 +221,7 @@ class Evaluator:
                 hits = pipeline.search(sample.question)
                 efficiency["retrieve_ms"] = round((time.perf_counter() - t0) * 1000, 1)
                 contexts = [_context(h) for h in hits]
-            return sample.answer, False, "", contexts, efficiency
+            return sample.answer, False, "", contexts, efficiency, ""
         pipeline = self._need_pipeline("rows without an answer are answered by the pipeline")
         result = pipeline.answer(sample.question)
         efficiency = dict(result.timings)
@@ -206,6 +232,7 @@ class Evaluator:
             result.reason,
             [_context(h) for h in result.contexts],
             efficiency,
+            result.draft,
         )
 
     def _need_pipeline(self, why: str) -> Pipeline:
@@ -265,26 +292,94 @@ def _context(hit: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- aggregates
-def aggregate(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+EFFICIENCY = (
+    "retrieve_ms",
+    "generate_ms",
+    "prefill_ms",
+    "decode_ms",
+    "ground_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_per_question",
+)
+
+
+def aggregate(
+    records: Iterable[dict[str, Any]],
+    metrics: Sequence[str] = METRICS,
+    settings: MetricsSettings | None = None,
+) -> dict[str, Any]:
+    """Means with CIs over the unperturbed questions, efficiency, calibration and (when the run
+    has perturbed variants) robustness."""
+    settings = settings or MetricsSettings()
     records = list(records)
-    metrics = {m: summarize([r.get("metrics", {}).get(m) for r in records]) for m in METRICS}
-    eff_keys = ("retrieve_ms", "generate_ms", "ground_ms", "prompt_tokens", "completion_tokens")
-    efficiency = {}
-    for k in eff_keys:
-        vals = [r.get("efficiency", {}).get(k) for r in records if r.get("efficiency")]
+    base = originals(records)
+    return {
+        "n_samples": len(base),
+        "n_variants": len(records) - len(base),
+        "n_refused": sum(bool(r.get("refused")) for r in base),
+        "n_errors": sum(bool(r.get("error")) for r in base),
+        "n_generated": sum(bool(r.get("generated")) for r in base),
+        "metrics": {m: summarize([r.get("metrics", {}).get(m) for r in base]) for m in metrics},
+        "efficiency": efficiency(base, settings),
+        "calibration": calibration(base, settings.calibration_bins),
+        "robustness": robustness(records, metrics),
+    }
+
+
+def efficiency(records: Sequence[dict[str, Any]], settings: MetricsSettings) -> dict[str, Any]:
+    """Latency (prefill and decode apart), tokens and cost per question, as mean / p50 / p95."""
+    out = {}
+    for k in EFFICIENCY:
+        vals = [_efficiency_value(r.get("efficiency") or {}, k, settings) for r in records]
         vals = [v for v in vals if v is not None]
         if vals:
-            efficiency[k] = {
-                "mean": round(sum(vals) / len(vals), 1),
+            out[k] = {
+                "mean": round(sum(vals) / len(vals), 4 if k == "cost_per_question" else 1),
                 "p50": percentile(vals, 50),
                 "p95": percentile(vals, 95),
                 "n": len(vals),
             }
-    return {
-        "n_samples": len(records),
-        "n_refused": sum(bool(r.get("refused")) for r in records),
-        "n_errors": sum(bool(r.get("error")) for r in records),
-        "n_generated": sum(bool(r.get("generated")) for r in records),
-        "metrics": metrics,
-        "efficiency": efficiency,
+    return out
+
+
+def _efficiency_value(eff: dict[str, Any], key: str, settings: MetricsSettings) -> float | None:
+    if key != "cost_per_question":
+        return eff.get(key)
+    if eff.get("prompt_tokens") is None:
+        return None
+    return (
+        eff["prompt_tokens"] * settings.prompt_token_cost
+        + eff.get("completion_tokens", 0) * settings.completion_token_cost
+    ) / 1000
+
+
+def calibration(records: Sequence[dict[str, Any]], bins: int) -> dict[str, Any]:
+    """Reliability of the support probability against a faithfulness label (rows with ``label``)
+    and against answerability (does a confident answer mean the documents hold one?)."""
+    out: dict[str, Any] = {}
+    pairs = {
+        "support": [
+            (r["support_probability"], r["label"])
+            for r in records
+            if r.get("support_probability") is not None and r.get("label") is not None
+        ],
+        "refusal": [
+            (r["support_probability"], r["answerable"])
+            for r in records
+            if r.get("support_probability") is not None
+            and r.get("answerable") is not None
+            and r.get("generated")
+        ],
     }
+    for name, items in pairs.items():
+        if not items:
+            continue
+        probs, outcomes = [p for p, _ in items], [bool(y) for _, y in items]
+        ece = expected_calibration_error(probs, outcomes, bins)
+        out[name] = {
+            "n": len(items),
+            "ece": None if ece is None else round(ece, 4),
+            "bins": [b.as_dict() for b in reliability(probs, outcomes, bins)],
+        }
+    return out

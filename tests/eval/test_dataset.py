@@ -34,9 +34,12 @@ def test_bad_contexts_cell(tmp_path: Path) -> None:
 
 def test_labelled_set_shape() -> None:
     rows = load_dataset(Path(__file__).parents[1] / "data" / "faithfulness_labels.jsonl")
-    assert len(rows) >= 60
+    # issue 17: at least 150 hand-written items, 50 with one wrong detail, 30 with a changed relation
+    assert len(rows) >= 150
     kinds = [r.model_extra["kind"] for r in rows]
-    assert kinds.count("supported") == kinds.count("one_wrong_detail") == kinds.count("unsupported")
+    assert kinds.count("one_wrong_detail") >= 50 and kinds.count("changed_relation") >= 30
+    assert set(kinds) == {"supported", "one_wrong_detail", "changed_relation", "unsupported"}
+    assert all((r.model_extra["label"] == 1) == (k == "supported") for r, k in zip(rows, kinds, strict=True))
 
 
 def test_synthesize_from_chunks(tmp_path: Path) -> None:
