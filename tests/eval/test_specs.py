@@ -17,62 +17,10 @@ from typer.testing import CliRunner
 
 from cli.main import app
 
-# (question, answer, reference): every reference joins facts from two documents.
-ROWS = [
-    (
-        "Where does Zephyr store snapshots, and how long are daily ones kept?",
-        "Snapshots are stored in /var/lib/zephyr/snapshots and daily ones are kept for 14 days.",
-        "Zephyr stores snapshots in /var/lib/zephyr/snapshots. Daily snapshots are kept for 14 days.",
-    ),
-    (
-        "Which port does the relay listen on, and when does pruning run?",
-        "The relay listens on TCP port 7341 and zephyr prune runs every night at 03:30.",
-        "The zephyr-relay daemon listens on TCP port 7341. The command zephyr prune runs every night at 03:30.",
-    ),
-    (
-        "Where is the Zephyr log, and which file lists the hosts allowed to connect to the relay?",
-        "The log is /var/log/zephyr/zephyr.log and allowed hosts are listed in /etc/zephyr/relay.allow.",
-        "Zephyr writes its log to /var/log/zephyr/zephyr.log. The relay accepts hosts listed in /etc/zephyr/relay.allow.",
-    ),
-    (
-        "How long are weekly snapshots kept, and what happens when a relay connection drops?",
-        "Weekly snapshots are kept for 8 weeks, and transfers resume automatically after a drop.",
-        "Weekly snapshots are kept for 8 weeks. Transfers are resumed automatically when a connection drops.",
-    ),
-    (
-        "What is the catalog database called, and which settings change the retention?",
-        "The index is a SQLite database named catalog.db; keep-daily and keep-weekly change the retention.",
-        "The index of stored files is a SQLite database named catalog.db. The keep-daily and keep-weekly "
-        "settings in /etc/zephyr/zephyr.conf change the retention.",
-    ),
-    (
-        "Where do restored files go, and where are snapshots stored?",
-        "Restored files go to /srv/zephyr-restore unless --target is given; snapshots are in /var/lib/zephyr/snapshots.",
-        "Restored files are written to /srv/zephyr-restore unless --target is given. Zephyr stores snapshots "
-        "in /var/lib/zephyr/snapshots.",
-    ),
-    (
-        "How do I restore a single file, and on which port does the relay listen?",
-        "Run zephyr restore --snapshot ID --path FILE; the relay listens on TCP port 7341.",
-        "To restore a single file, run zephyr restore --snapshot ID --path FILE. The relay listens on TCP port 7341.",
-    ),
-    (
-        "Which command prunes old snapshots, and where is the relay allow list?",
-        "zephyr prune removes old snapshots, and the allow list is /etc/zephyr/relay.allow.",
-        "Older snapshots are pruned by the command zephyr prune. The relay accepts connections only from "
-        "hosts listed in /etc/zephyr/relay.allow.",
-    ),
-    (
-        "What does the relay daemon do, and how long are daily snapshots kept?",
-        "The zephyr-relay daemon sends snapshots to a remote site; daily snapshots are kept for 14 days.",
-        "The zephyr-relay daemon sends snapshots to a remote site. Daily snapshots are kept for 14 days.",
-    ),
-    (
-        "Where is zephyr.conf, and where is the log written?",
-        "The configuration is /etc/zephyr/zephyr.conf and the log is /var/log/zephyr/zephyr.log.",
-        "Retention settings are in /etc/zephyr/zephyr.conf. Zephyr writes its log to /var/log/zephyr/zephyr.log.",
-    ),
-]
+# Questions over the test corpus (tests/conftest.py) with their answers; every reference joins
+# facts from two of its documents.
+DATA = Path(__file__).parents[1] / "data" / "two_document_questions.jsonl"
+ROWS = DATA.read_text(encoding="utf-8").splitlines()
 
 
 @pytest.fixture(autouse=True)
@@ -85,12 +33,7 @@ def _session_embedder(monkeypatch, cached_embedder) -> None:
 def specs(tmp_path_factory, built_index) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("specs")
     data = root / "two_docs.jsonl"
-    data.write_text(
-        "".join(
-            json.dumps({"question": q, "answer": a, "reference": r, "answerable": True}) + "\n"
-            for q, a, r in ROWS
-        )
-    )
+    data.write_text(DATA.read_text(encoding="utf-8"))
     base = {
         "dataset": data.name,
         "index": str(built_index.index_dir),
