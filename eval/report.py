@@ -23,6 +23,14 @@ from markupsafe import Markup
 from eval.robustness import originals
 from eval.runner import METRICS
 
+CSV_EFFICIENCY = (
+    "retrieve_ms",
+    "generate_ms",
+    "prefill_ms",
+    "decode_ms",
+    "prompt_tokens",
+    "completion_tokens",
+)
 CSV_FIELDS = (
     "id",
     "key",
@@ -31,12 +39,7 @@ CSV_FIELDS = (
     "refused",
     "error",
     *METRICS,
-    "retrieve_ms",
-    "generate_ms",
-    "prefill_ms",
-    "decode_ms",
-    "prompt_tokens",
-    "completion_tokens",
+    *CSV_EFFICIENCY,
     "unsupported_statements",
 )
 LABELS = {
@@ -127,17 +130,7 @@ def write_csv(path: Path, records: list[dict]) -> None:
                 "refused": r.get("refused", False),
                 "error": r.get("error") or "",
                 **{m: ("" if r["metrics"].get(m) is None else r["metrics"][m]) for m in METRICS},
-                **{
-                    k: eff.get(k, "")
-                    for k in (
-                        "retrieve_ms",
-                        "generate_ms",
-                        "prefill_ms",
-                        "decode_ms",
-                        "prompt_tokens",
-                        "completion_tokens",
-                    )
-                },
+                **{k: eff.get(k, "") for k in CSV_EFFICIENCY},
                 "unsupported_statements": " | ".join(
                     s["text"] for s in r.get("statements", []) if not s["supported"]
                 ),
