@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 
 from api.routing import ANY_PREFIX
 from rag.errors import (
+    ClusterError,
     ConfigError,
     GenerationError,
     IndexCorruptError,
@@ -43,6 +44,7 @@ STATUS: dict[type[RagError], int] = {
     ConfigError: 500,
     KeywordIndexMissingError: 409,  # the index needs one ingest to add its keyword terms
     UnsupportedModeError: 422,
+    ClusterError: 503,  # the Ray cluster does not answer: try again when it is back
 }
 INTERNAL = "internal server error; the server log has the details"
 # Routes whose errors have OpenAI's shape, on the default collection and under a collection's prefix.

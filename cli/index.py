@@ -38,12 +38,23 @@ def ingest(
             "stored with the document, returned in citations, usable in filters."
         ),
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Parse and embed on the Ray cluster at ADDRESS (auto, HOST:PORT or ray://HOST:10001; "
+            "cluster.address in config); this process still writes and commits the index. Needs the "
+            "ray extra (pip install 'rag-service[ray]').",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Add or update documents (PDF, text, Markdown, HTML) in the index.
 
     Unchanged files are skipped and identical chunks are embedded once, so re-running on the same
-    folder is cheap. A file that cannot be read is reported and the rest are indexed.
+    folder is cheap. A file that cannot be read is reported and the rest are indexed. With --ray,
+    the cluster's workers do the parsing and embedding (docs/scale-out.md), with the same result.
     """
     from ingest.pipeline import ingest as run_ingest
     from rag.embedding import make_lazy_embedder
@@ -52,7 +63,11 @@ def ingest(
         config,
         collection,
         index_dir=index,
-        **{"chunking.chunk_tokens": chunk_tokens, "chunking.overlap_tokens": overlap_tokens},
+        **{
+            "chunking.chunk_tokens": chunk_tokens,
+            "chunking.overlap_tokens": overlap_tokens,
+            "cluster.address": ray,
+        },
     )
     meta = _read_metadata(metadata) if metadata else None
     # Loaded only if some file needs embedding: a no-op re-ingest never loads the model.
@@ -171,7 +186,9 @@ def _print_summary(s: dict[str, Any], index_dir: Path) -> None:
     out.print(
         f"[bold]{s['documents']}[/] files: {s['added']} added, {s['updated']} updated, "
         f"{s['unchanged']} unchanged, {s['deleted']} deleted, {s['failed']} failed; "
-        f"{s['chunks']} chunks written ({s['chunks_embedded']} embedded) in {s['seconds']:.1f} s "
+        f"{s['chunks']} chunks written ({s['chunks_embedded']} embedded"
+        + (f" on {s['workers']} Ray workers" if s.get("workers") else "")
+        + f") in {s['seconds']:.1f} s "
         f"→ {index_dir}" + (f" (version {s['index_version']})" if s["index_version"] else "")
     )
     for err in s["errors"]:

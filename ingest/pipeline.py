@@ -109,6 +109,7 @@ class IngestSummary:
     chunks_embedded: int = 0  # of those, how many needed the embedder (the rest reused a vector)
     seconds: float = 0.0
     index_version: int | None = None  # the version committed by this run; None if nothing changed
+    workers: int = 0  # Ray workers that parsed and embedded (ingest.distributed); 0: this process did
     # {"path", "error"} per failed file, and per folder that could not be listed (those count in
     # `documents` and `failed` too: one entry per path the user has to fix)
     errors: list[dict[str, str]] = field(default_factory=list)
@@ -136,21 +137,35 @@ def ingest(
     :class:`FileSpec`. ``sync`` deletes documents under the given folders whose files are gone
     (never under a folder that could not be listed: its files are not gone, only unreadable).
     ``loader`` must be picklable, an instance of a module-level class (it is sent to the parse
-    worker).
+    worker). With ``cluster.address`` set, files are parsed and embedded on that Ray cluster
+    (ingest.distributed), with the same outcome.
     """
+    if settings.cluster.address:
+        from ingest.distributed import ingest_on_ray
+
+        return ingest_on_ray(
+            paths,
+            settings,
+            embedder,
+            sync=sync,
+            metadata=metadata,
+            specs=specs,
+            progress=progress,
+            loader=loader,
+            store=store,
+        )
     started = time.perf_counter()
     progress = progress or NullProgress()
     summary = IngestSummary()
     scan = scan_files(paths, settings.ingest.extensions)
-    files = scan.files
-    _record_unreadable(scan, summary)
+    record_unreadable(scan, summary)
     specs = specs or {}
     # Parse workers start only if some file needs parsing, and the chunker (which asks the
     # embedder for token counts, loading a lazy embedder's model) only when a document arrives:
     # a no-op re-ingest pays for neither.
     with (
         ParsePool(settings.ingest.parse_workers, settings.ingest.file_timeout_s, loader) as parser,
-        _writer(settings, embedder, store) as writer,
+        open_writer(settings, embedder, store) as writer,
     ):
         batcher = _Batcher(writer, embedder, summary, progress, settings.ingest.embed_window)
         chunker: Chunker | None = None
@@ -160,13 +175,21 @@ def ingest(
             batcher.add(doc, chunker.split(doc))
         parser.close()
         batcher.flush()
-        if sync:
-            seen = {_doc_id(f, specs, scan.resolved) for f in files}
-            summary.deleted = _delete_missing(writer, scan, seen)
-        if writer.changed:
-            summary.index_version = writer.commit().version
+        finish(writer, scan, specs, sync, summary)
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
+
+
+def finish(
+    writer: StoreWriter, scan: FileScan, specs: Mapping[str, FileSpec], sync: bool, summary: IngestSummary
+) -> None:
+    """The end of every ingest, local or distributed: with ``sync``, delete documents whose files
+    are gone; then the one commit (none when nothing changed)."""
+    if sync:
+        seen = {_doc_id(f, specs, scan.resolved) for f in scan.files}
+        summary.deleted = _delete_missing(writer, scan, seen)
+    if writer.changed:
+        summary.index_version = writer.commit().version
 
 
 def _chunker(settings: Settings, embedder: Embedder) -> Chunker:
@@ -175,7 +198,7 @@ def _chunker(settings: Settings, embedder: Embedder) -> Chunker:
     return Chunker(settings.chunking, embedder.count_tokens, embedder.max_tokens)
 
 
-def _record_unreadable(scan: FileScan, summary: IngestSummary) -> None:
+def record_unreadable(scan: FileScan, summary: IngestSummary) -> None:
     """Folders that could not be listed are failures the user must see, like a bad file."""
     for path, error in scan.unreadable:
         summary.documents += 1
@@ -183,7 +206,7 @@ def _record_unreadable(scan: FileScan, summary: IngestSummary) -> None:
         summary.errors.append({"path": path.as_posix(), "error": str(error)})
 
 
-def _writer(settings: Settings, embedder: Embedder, store: VectorStore | None) -> StoreWriter:
+def open_writer(settings: Settings, embedder: Embedder, store: VectorStore | None) -> StoreWriter:
     """A writer of ``store``, or of the store ``index.store`` names (a server passes its own, so
     its snapshot sees the commit at once)."""
     if store is None:  # rag.components would also import the query side: not needed here
@@ -203,7 +226,9 @@ def _doc_id(path: Path, specs: Mapping[str, FileSpec], resolved: Mapping[Path, P
 
 
 @dataclass
-class _File:
+class PendingFile:
+    """A file that ingestion looked at: who it is in the index and what the index holds for it."""
+
     path: Path
     doc_id: str
     shown: str  # the name users see in citations and errors
@@ -232,33 +257,44 @@ def _parse(
     """
     max_bytes = int(settings.ingest.max_file_mb * 1024 * 1024)
     progress.start("parse", len(scan.files))
-    queue = _changed_files(scan, writer, settings, metadata, specs, summary, progress)
+    queue = changed_files(scan, writer, settings, metadata, specs, summary, progress)
     if queue:  # a lazy embedder's model loads while the parse workers start and parse
         with contextlib.suppress(AttributeError):
             embedder.load_in_background()  # type: ignore[attr-defined]
     jobs = [(item.path, {"doc_id": item.doc_id, "max_bytes": max_bytes}) for item in queue]
     for item, result in zip(queue, parser.parse(jobs), strict=True):
         progress.advance("parse")
-        if isinstance(result, LoaderError):
-            summary.failed += 1
-            # Messages name the path parsed; an upload's is a storage path, so show its name.
-            shown = str(result).replace(item.path.as_posix(), item.shown)
-            summary.errors.append({"path": item.shown, "error": shown})
-            continue
-        doc = result
-        doc.source, doc.file_hash, doc.file_stat = item.shown, item.file_hash, item.file_stat
-        known = item.known
-        doc.metadata = item.metadata if item.metadata is not None else (known.metadata if known else {})
-        if known and (known.hash, known.metadata) == (doc.hash, doc.metadata):
-            summary.unchanged += 1
-            writer.set_file_hash(doc.id, doc.file_hash, doc.file_stat)
-        else:
-            summary.added += known is None
-            summary.updated += known is not None
+        doc = accept(item, result, writer, summary)
+        if doc is not None:
             yield doc
 
 
-def _changed_files(
+def accept(
+    item: PendingFile, result: Document | LoaderError, writer: StoreWriter, summary: IngestSummary
+) -> Document | None:
+    """A parsed file's outcome, counted: None for a failure or a file whose text and metadata are
+    what is indexed (its new fingerprint recorded), else the document to write. Shared by the
+    local and the distributed (ingest.distributed) paths, so both decide alike."""
+    if isinstance(result, LoaderError):
+        summary.failed += 1
+        # Messages name the path parsed; an upload's is a storage path, so show its name.
+        shown = str(result).replace(item.path.as_posix(), item.shown)
+        summary.errors.append({"path": item.shown, "error": shown})
+        return None
+    doc = result
+    doc.source, doc.file_hash, doc.file_stat = item.shown, item.file_hash, item.file_stat
+    known = item.known
+    doc.metadata = item.metadata if item.metadata is not None else (known.metadata if known else {})
+    if known and (known.hash, known.metadata) == (doc.hash, doc.metadata):
+        summary.unchanged += 1
+        writer.set_file_hash(doc.id, doc.file_hash, doc.file_stat)
+        return None
+    summary.added += known is None
+    summary.updated += known is not None
+    return doc
+
+
+def changed_files(
     scan: FileScan,
     writer: StoreWriter,
     settings: Settings,
@@ -266,16 +302,16 @@ def _changed_files(
     specs: Mapping[str, FileSpec],
     summary: IngestSummary,
     progress: ProgressSink,
-) -> list[_File]:
+) -> list[PendingFile]:
     """The files that must be parsed; the others are counted (unchanged, or failed metadata)."""
     max_bytes = int(settings.ingest.max_file_mb * 1024 * 1024)
     limits = MetadataLimits.from_settings(settings.server)
-    queue: list[_File] = []
+    queue: list[PendingFile] = []
     for path in scan.files:
         summary.documents += 1
         spec = specs.get(path.as_posix())
         doc_id = _doc_id(path, specs, scan.resolved)
-        item = _File(
+        item = PendingFile(
             path=path,
             doc_id=doc_id,
             shown=(spec.source or spec.doc_id) if spec else path.as_posix(),
@@ -299,7 +335,7 @@ def _changed_files(
     return queue
 
 
-def _unchanged(item: _File, max_bytes: int, writer: StoreWriter) -> bool:
+def _unchanged(item: PendingFile, max_bytes: int, writer: StoreWriter) -> bool:
     """Whether the indexed document is this file, as it is now, with this metadata.
 
     The stat is taken before the bytes are hashed, so a file changed while being hashed gets an

@@ -124,7 +124,8 @@ class AnnSettings(Section):
 
 class IndexSettings(Section):
     # The store backend (rag.registry kind "store"): "faiss" (FAISS vectors + SQLite text, versioned
-    # under index_dir) or "package.module:ClassName" implementing rag.protocols.VectorStore.
+    # under index_dir), "sharded" (the cluster.shards indexes searched together on Ray, read-only)
+    # or "package.module:ClassName" implementing rag.protocols.VectorStore.
     store: str = "faiss"
     # Committed versions kept on disk: the live one plus its predecessors, for readers still
     # finishing a query on an older one (faiss store).
@@ -452,6 +453,26 @@ class MetricsSettings(Section):
     calibration_bins: int = Field(10, ge=2, le=100)
 
 
+class ClusterSettings(Section):
+    """Scale-out on a Ray cluster (docs/scale-out.md); off by default. Ray is an optional extra
+    (``pip install 'rag-service[ray]'``), imported only when this section is used."""
+
+    # The Ray cluster: "auto" (the one `ray start --head` started on this machine), "HOST:PORT" (its
+    # head node) or "ray://HOST:10001" (Ray Client). When set, `rag ingest` and the server's upload
+    # jobs parse and embed on its workers; None keeps everything in this process (the default).
+    address: str | None = None
+    # Ingest actors, each loading the embedder once and taking worker_cpus of the cluster's CPUs.
+    workers: int = Field(2, ge=1)
+    worker_cpus: float = Field(1.0, gt=0)
+    # Files sent to an actor in one task (and retried together if the actor dies).
+    files_per_task: int = Field(8, ge=1)
+    # A killed actor is restarted and its tasks re-run this many times, then its files fail.
+    max_retries: int = Field(3, ge=0)
+    # index.store "sharded": these index folders are searched together, one Ray actor serving
+    # each (scatter-gather top-k). Each is an ordinary index (`rag ingest PART --index SHARD`).
+    shards: list[Path] = Field(default_factory=list)
+
+
 class _YamlSource(YamlConfigSettingsSource):
     """The YAML file, refusing secrets: a file is committed, copied and shared; the environment
     (or a secret manager feeding it) is where an API key belongs."""
@@ -483,6 +504,7 @@ class Settings(BaseSettings):
     safety: SafetySettings = SafetySettings()
     evaluate: EvaluateSettings = EvaluateSettings()
     metrics: MetricsSettings = MetricsSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
     @field_validator("index_dir")
     @classmethod

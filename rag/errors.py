@@ -44,3 +44,8 @@ class KeywordIndexMissingError(RagError):
 
 class UnsupportedModeError(RagError):
     """The configured retriever cannot search in the requested mode."""
+
+
+class ClusterError(RagError):
+    """The Ray cluster (cluster.address) cannot be used: Ray is not installed, the cluster does
+    not answer, or its workers cannot start."""

@@ -50,7 +50,8 @@ if [ ! -f "$stamp" ]; then
       "$VENV/bin/python" -m pip wheel --no-cache-dir --no-deps "$LLAMA_CPP" -w "$WHEELS" \
       >> "$log" 2>&1 || { tail -n 40 "$log"; echo "building $LLAMA_CPP failed; full log: $log" >&2; exit 1; }
   fi
-  "$VENV/bin/python" -m pip install --find-links "$WHEELS" -e ".[local-llm,dev]" >> "$log" 2>&1 ||
+  # ray: the scale-out tests (tests/distributed) start a real local Ray cluster.
+  "$VENV/bin/python" -m pip install --find-links "$WHEELS" -e ".[local-llm,dev,ray]" >> "$log" 2>&1 ||
     { tail -n 40 "$log"; echo "install failed; full log: $log" >&2; exit 1; }
   rm -f "$VENV"/.installed-*
   touch "$stamp"

@@ -22,8 +22,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _typo(key: str) -> str:
-    """A plausible misspelling: the last two letters swapped (top_k -> top_k with 'k_' etc.)."""
-    return key[:-2] + key[-1] + key[-2] if len(key) > 3 else key + "x"
+    """A plausible misspelling: the last two letters swapped (top_k -> top_k with 'k_' etc.), or
+    a letter added where swapping changes nothing (address)."""
+    swapped = key[:-2] + key[-1] + key[-2] if len(key) > 3 else key
+    return swapped if swapped != key else key + "x"
 
 
 SECTIONS = [name for name in Settings.model_fields if section_model(Settings, (name,)) is not None]
