@@ -38,7 +38,10 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "onnx": "rag.embedding.onnx:OnnxEmbedder",
         "sentence-transformers": "rag.embedding.sentence_transformers:SentenceTransformerEmbedder",
     },
-    "store": {"faiss": "rag.index.faiss_store:FaissSqliteStore"},
+    "store": {
+        "faiss": "rag.index.faiss_store:FaissSqliteStore",
+        "sharded": "rag.index.sharded:ShardedStore",
+    },
     "retriever": {
         "hybrid": "rag.retrieval.hybrid:HybridRetriever",
         "dense": "rag.retrieval.dense:DenseRetriever",
