@@ -105,6 +105,16 @@ def eval_command(
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="YAML config file (default: configs/default.yaml).")
     ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Score on this Ray cluster (auto, HOST:PORT or ray://HOST:10001; default: cluster.address, "
+            "else in this process): cluster.workers actors, each loading the models once. Same results "
+            "as a local run for deterministic judges; resumable the same way. Needs `pip install "
+            "'rag-service[ray]'` and the index on a path every node can read.",
+        ),
+    ] = None,
 ) -> None:
     """Score answers for faithfulness, relevance, retrieval and refusals (resumable: see --out)."""
     thresholds = run(lambda: parse_thresholds(fail_under or []))
@@ -117,7 +127,7 @@ def eval_command(
     if spec:
         if dataset is not None:
             fail("give either DATASET or --spec FILE (a spec names its own data set), not both")
-        _run_specs(spec, out_dir, config, collection, index, fresh, thresholds)
+        _run_specs(spec, out_dir, config, collection, index, fresh, thresholds, ray_address)
         return
     if dataset is None:
         fail("give a DATASET file (JSONL or CSV) or one or more --spec FILE; see `rag eval --help`")
@@ -126,7 +136,10 @@ def eval_command(
         run(lambda: _synthesize(cfg, index or (cfg.index_dir if collection else None), dataset, synthesize))
         return
     use_index = index is not None or collection is not None
-    results = run(lambda: run_eval(cfg, dataset, out_dir, judge, use_index, limit, baseline, fresh))
+    address = ray_address or cfg.cluster.address
+    results = run(
+        lambda: run_eval(cfg, dataset, out_dir, judge, use_index, limit, baseline, fresh, ray_address=address)
+    )
     print_summary(results)
     _exit_on(check_thresholds(results["aggregates"], thresholds))
 
@@ -139,6 +152,7 @@ def _run_specs(
     index: Path | None,
     fresh: bool,
     thresholds: dict[str, float],
+    ray_address: str | None = None,
 ) -> None:
     """Each spec into out_dir/NAME; then, with two or more, the comparison against the first."""
     from eval.spec import load_spec, write_spec_files
@@ -171,6 +185,7 @@ def _run_specs(
                 metrics=s.metrics,
                 perturbations=s.perturbations,
                 seed=s.seed,
+                ray_address=ray_address or cfg.cluster.address,
             )
         )
         write_spec_files(folder, s, cfg.index_dir if use_index else None)
@@ -233,42 +248,27 @@ def run_eval(
     metrics: list[str] | None = None,
     perturbations: list[str] | None = None,
     seed: int = 0,
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
     from eval.dataset import load_dataset
     from eval.report import build_results, write_outputs
     from eval.robustness import expand
-    from eval.runner import METRICS, PARTIAL, Evaluator, aggregate
-    from rag.components import build_generator, build_pipeline
-    from rag.embedding import make_embedder
-    from rag.embedding.caching import CachingEmbedder
-    from rag.grounding.judges import make_support_judge
+    from eval.runner import METRICS, PARTIAL, aggregate, build_evaluator, fingerprint, needs
 
     samples = load_dataset(dataset, limit)
     if perturbations:
         samples = expand(samples, perturbations, seed)
     base = _load_baseline(baseline) if baseline else None
-    need_generation = any(s.answer is None for s in samples)
-    need_retrieval = need_generation or any(s.contexts is None for s in samples)
+    need_retrieval, need_generation = needs(samples)
     if need_retrieval and not use_index:
         raise RagError(
             f"{dataset}: some rows have no {'answer' if need_generation else 'contexts'}; "
             "pass --index DIR so the "
             "pipeline can retrieve (and generate) them"
         )
-    embedder = CachingEmbedder(make_embedder(settings.embedding))
-    generator = build_generator(settings) if (need_generation or judge_name != "support") else None
-    pipeline = build_pipeline(settings, embedder=embedder, generator=generator) if need_retrieval else None
-    judge = make_support_judge(judge_name, settings.grounding, embedder, generator)
-    evaluator = Evaluator(
-        settings,
-        embedder,
-        judge,
-        judge_name,
-        pipeline,
-        question_generator=generator if judge_name == "llm" else None,
-    )
     if fresh and (out_dir / PARTIAL).exists():
         (out_dir / PARTIAL).unlink()
+    generator_name = None
     with progress(TextColumn("[bold]scoring"), TextColumn("{task.fields[note]}"), remaining=True) as bar:
         task = bar.add_task("eval", total=len(samples), note="")
         resumed = 0
@@ -278,15 +278,32 @@ def run_eval(
             resumed += cached
             bar.update(task, completed=done, note=f"({resumed} resumed)" if resumed else "")
 
-        records = evaluator.run(samples, out_dir, on_progress)
+        if ray_address:
+            from eval.distributed import run_on_cluster
+
+            records = run_on_cluster(
+                settings,
+                samples,
+                out_dir,
+                judge_name,
+                need_retrieval,
+                need_generation,
+                ray_address,
+                on_progress,
+            )
+        else:
+            evaluator, generator = build_evaluator(settings, judge_name, need_retrieval, need_generation)
+            generator_name = getattr(generator, "name", None)
+            records = evaluator.run(samples, out_dir, on_progress)
     config = {
         "dataset": str(dataset),
         "index": str(settings.index_dir) if use_index else None,
         "judge": judge_name,
         "limit": limit,
-        "fingerprint": evaluator.fingerprint,
+        "fingerprint": fingerprint(settings, judge_name),
         "embedding_model": settings.embedding.model,
-        "generator": getattr(generator, "name", None),
+        "generator": generator_name or (settings.generator.model if need_generation else None),
+        "ray": ray_address,
         "grounding": settings.grounding.model_dump(),
         "retrieval": settings.retrieval.model_dump(),
         "metrics": list(metrics or METRICS),

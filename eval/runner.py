@@ -51,6 +51,50 @@ METRICS = (
 PARTIAL = "partial.jsonl"
 
 
+def fingerprint(settings: Settings, judge_name: str) -> str:
+    """What a stored result depends on besides the sample: judge, weights, thresholds."""
+    g = settings.grounding
+    blob = json.dumps(
+        [
+            judge_name,
+            g.weights.model_dump(),
+            g.ensemble.model_dump() if judge_name == "ensemble" else None,
+            g.min_support,
+            g.llm_min_support,
+            g.llm_max_context_chars,
+            settings.embedding.model,
+            settings.embedding.backend,
+            settings.metrics.model_dump(),
+        ],
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def needs(samples: Sequence[Sample]) -> tuple[bool, bool]:
+    """(retrieval, generation): rows without contexts are retrieved, rows without answers generated."""
+    generation = any(s.answer is None for s in samples)
+    return generation or any(s.contexts is None for s in samples), generation
+
+
+def build_evaluator(
+    settings: Settings, judge_name: str, need_retrieval: bool, need_generation: bool
+) -> tuple[Evaluator, Generator | None]:
+    """The evaluator for these settings, loading only what the rows need: the generator for rows
+    without answers or an LLM-backed judge, the index for rows without contexts."""
+    from rag.components import build_generator, build_pipeline
+    from rag.embedding import make_embedder
+    from rag.embedding.caching import CachingEmbedder
+    from rag.grounding.judges import make_support_judge
+
+    embedder = CachingEmbedder(make_embedder(settings.embedding))
+    generator = build_generator(settings) if (need_generation or judge_name != "support") else None
+    pipeline = build_pipeline(settings, embedder=embedder, generator=generator) if need_retrieval else None
+    judge = make_support_judge(judge_name, settings.grounding, embedder, generator)
+    question_generator = generator if judge_name == "llm" else None
+    return Evaluator(settings, embedder, judge, judge_name, pipeline, question_generator), generator
+
+
 class Evaluator:
     """Scores samples. ``pipeline`` is needed only for rows without contexts (retrieval) or without
     an answer (generation: then the pipeline must hold a generator)."""
@@ -73,21 +117,7 @@ class Evaluator:
 
     @property
     def fingerprint(self) -> str:
-        """What a stored result depends on besides the sample: judge, weights, thresholds."""
-        g = self.settings.grounding
-        blob = json.dumps(
-            [
-                self.judge_name,
-                g.weights.model_dump(),
-                g.min_support,
-                g.llm_min_support,
-                g.llm_max_context_chars,
-                self.settings.embedding.model,
-                self.settings.metrics.model_dump(),
-            ],
-            sort_keys=True,
-        )
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return fingerprint(self.settings, self.judge_name)
 
     # ------------------------------------------------------------------ one sample
     def score(self, sample: Sample) -> dict[str, Any]:
