@@ -192,8 +192,11 @@ class IngestWorker:
 
 
 def _assigned_cpus() -> int:
+    """The CPUs Ray gave this actor (1 outside Ray: asking there would start a local Ray)."""
     import ray
 
+    if not ray.is_initialized():
+        return 1
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
     return max(1, round(cpus))
 
