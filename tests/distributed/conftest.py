@@ -14,6 +14,7 @@ real difference in a 1e-5 comparison.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -91,7 +92,11 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
         "RAY_USAGE_STATS_ENABLED": "0",
+        # No token auth on this loopback cluster: a ~/.ray/auth_token that another Ray left would
+        # turn it on for the nodes but not for `ray status`.
+        "RAY_AUTH_MODE": "disabled",
     }
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # the same for this process, the driver
     memory = "--object-store-memory=100000000"  # 100 MB each: the default takes 30% of RAM
     head = _start(
         [
@@ -116,12 +121,18 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         for proc in reversed(procs):
             proc.send_signal(signal.SIGTERM)
         for proc in reversed(procs):
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _stop(proc)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """After SIGTERM, a few seconds' grace, then SIGKILL to the process group it leads (its raylet,
+    GCS and workers): Ray's graceful stop takes ~30 s, and nothing of a test cluster is kept."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 @pytest.fixture(scope="session")
