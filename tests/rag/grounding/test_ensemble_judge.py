@@ -81,7 +81,7 @@ def test_statement_without_content_needs_no_llm_call(embedder) -> None:
 
 
 def test_text_only_generator_is_refused_with_the_fix(embedder) -> None:
-    with pytest.raises(ConfigError, match="grounding.judge 'llm' or 'support'"):
+    with pytest.raises(ConfigError, match=r"grounding\.judge 'llm' or 'support'"):
         make_support_judge("ensemble", GroundingSettings(), embedder, TextOnly())
     with pytest.raises(ConfigError, match="needs a generator"):
         make_support_judge("ensemble", GroundingSettings(), embedder, None)
@@ -94,7 +94,8 @@ def test_real_generator_ranks_a_wrong_detail_and_a_changed_relation_lower(genera
         [
             "Zephyr keeps daily snapshots for 14 days.",
             "Zephyr keeps daily snapshots for 30 days.",
-            "The zephyr-relay daemon accepts connections from every host except those in /etc/zephyr/relay.allow.",
+            "The zephyr-relay daemon accepts connections from every host except those in "
+            "/etc/zephyr/relay.allow.",
         ],
         ZEPHYR,
     )
