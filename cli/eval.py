@@ -23,7 +23,7 @@ from rag.config import Settings
 from rag.errors import RagError
 
 EXIT_THRESHOLD_FAILED = 2
-JUDGES = ("support", "ensemble", "llm")
+JUDGES = ("auto", "support", "ensemble", "llm")
 
 
 def eval_command(
@@ -63,12 +63,13 @@ def eval_command(
         str,
         typer.Option(
             "--judge",
-            help="'support' (default): lexical + embedding, deterministic, no LLM. 'ensemble': the "
-            "support judge and the generator's P(yes) on the evidence sentences, one calibrated "
-            "probability (~2 s per statement on 2 CPU cores). 'llm': the generator alone reads every "
-            "context; also enables RAGAS-style answer relevance.",
+            help="'auto' (default): 'ensemble' when the pipeline answers the rows with a local model "
+            "(loaded anyway), else 'support'. 'support': lexical + embedding, deterministic, no LLM, "
+            "seconds. 'ensemble': the support judge and the generator's P(yes) on the evidence "
+            "sentences, one calibrated probability (~2 s per statement on 2 CPU cores). 'llm': the "
+            "generator alone reads every context; also enables RAGAS-style answer relevance.",
         ),
-    ] = "support",
+    ] = "auto",
     limit: Annotated[
         int | None, typer.Option("--limit", "-n", min=1, help="Score only the first N rows.")
     ] = None,
@@ -253,13 +254,14 @@ def run_eval(
     from eval.dataset import load_dataset
     from eval.report import build_results, write_outputs
     from eval.robustness import expand
-    from eval.runner import METRICS, PARTIAL, aggregate, build_evaluator, fingerprint, needs
+    from eval.runner import METRICS, PARTIAL, aggregate, build_evaluator, fingerprint, needs, resolve_judge
 
     samples = load_dataset(dataset, limit)
     if perturbations:
         samples = expand(samples, perturbations, seed)
     base = _load_baseline(baseline) if baseline else None
     need_retrieval, need_generation = needs(samples)
+    judge_name = resolve_judge(judge_name, settings, need_generation)
     if need_retrieval and not use_index:
         raise RagError(
             f"{dataset}: some rows have no {'answer' if need_generation else 'contexts'}; "

@@ -71,6 +71,24 @@ def fingerprint(settings: Settings, judge_name: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+AUTO_JUDGE = "auto"
+
+
+def resolve_judge(name: str, settings: Settings, need_generation: bool) -> str:
+    """``auto`` (the default of `rag eval`): the ensemble judge when the run generates its answers
+    with a generator that reads P(yes) from its logits -- the generator is loaded anyway, and the
+    LLM check of a statement (~2 s on 2 CPU cores) is small next to generating the answer (~13 s);
+    the support judge otherwise, so scoring given answers stays a matter of seconds."""
+    if name != AUTO_JUDGE:
+        return name
+    if not need_generation:
+        return "support"
+    from rag import registry
+
+    backend = registry.resolve("generator", settings.generator.backend, setting="generator.backend")
+    return "ensemble" if hasattr(backend, "yes_probability") else "support"
+
+
 def needs(samples: Sequence[Sample]) -> tuple[bool, bool]:
     """(retrieval, generation): rows without contexts are retrieved, rows without answers generated."""
     generation = any(s.answer is None for s in samples)

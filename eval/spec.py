@@ -8,7 +8,7 @@ and two runs compared knowing what differed.
     pipeline:                         # overrides of any setting, nested as in configs/*.yaml
       retrieval: {top_k: 1}
       generator: {temperature: 0.0}
-    judge: support                    # support, llm or ensemble
+    judge: auto                       # auto (default), support, ensemble or llm
     metrics: [faithfulness, context_recall]    # reported and gated (default: all)
     perturbations: [typos, lowercase]          # eval/perturb.py names (default: none)
     seed: 0                           # seeds the perturbations
@@ -44,7 +44,7 @@ class RunSpec(BaseModel):
     collection: str | None = None
     config: Path | None = None
     pipeline: dict[str, Any] = Field(default_factory=dict)
-    judge: str = "support"
+    judge: str = "auto"
     metrics: list[str] | None = None
     perturbations: list[str] = Field(default_factory=list)
     seed: int = 0

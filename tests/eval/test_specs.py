@@ -153,3 +153,15 @@ def test_bad_spec_names_the_field(tmp_path) -> None:
     result = CliRunner().invoke(app, ["eval", "--spec", str(bad)])
     assert result.exit_code == 1
     assert "perturbations" in result.output and "top_k" in result.output
+
+
+def test_auto_judge_is_the_ensemble_only_when_the_run_generates_with_logits() -> None:
+    from eval.runner import resolve_judge
+    from rag.config import load_settings
+
+    local = load_settings(**{"generator.backend": "llamacpp"})
+    remote = load_settings(**{"generator.backend": "openai"})
+    assert resolve_judge("auto", local, need_generation=False) == "support"  # given answers: seconds
+    assert resolve_judge("auto", local, need_generation=True) == "ensemble"
+    assert resolve_judge("auto", remote, need_generation=True) == "support"  # no logits over HTTP
+    assert resolve_judge("llm", local, need_generation=False) == "llm"
