@@ -149,7 +149,11 @@ def test_the_toy_backends_answer_with_the_real_generator(
             r"index.store='tests.plugins.toy:NotAStore' built a "
             r"NotAStore, which is not a VectorStore \(missing: refresh, snapshot, writer\)",
         ),
-        ("index.store", "memory", r"index.store='memory' is unknown; use one of 'faiss', 'sharded' or a class"),
+        (
+            "index.store",
+            "memory",
+            r"index.store='memory' is unknown; use one of 'faiss', 'sharded' or a class",
+        ),
         ("retrieval.retriever", "no_such_module_xyz:R", r"retrieval.retriever=.*cannot import module"),
         ("grounding.judge", "tests.plugins.toy:Missing", r"grounding.judge=.*has no 'Missing'"),
     ],
