@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from rag.config import GroundingSettings
-from rag.errors import ConfigError, RagError
-from rag.grounding.llm_judge import YES_NO_INSTRUCTION, JudgeError, build_prompt
+from rag.errors import ConfigError
+from rag.grounding.llm_judge import LLMSupportJudge
 from rag.grounding.support import LexicalSupportJudge
 from rag.protocols import Embedder, Generator, Support, YesNoScorer
 
@@ -35,7 +35,7 @@ class EnsembleSupportJudge:
                 f"{getattr(generator, 'name', type(generator).__name__)} does not give (a remote "
                 "server returns text only); use grounding.judge 'llm' or 'support'"
             )
-        self.scorer: YesNoScorer = generator
+        self.llm = LLMSupportJudge(generator, settings)  # its yes/no mode: P(yes) from the logits
         self.settings = settings
         self.lexical = LexicalSupportJudge(settings, embedder)
 
@@ -64,12 +64,7 @@ class EnsembleSupportJudge:
 
     def yes_probability(self, statement: str, evidence: Sequence[str]) -> float:
         """P(yes) for "is the statement supported?" given only the evidence sentences."""
-        passage = " ".join(evidence)
-        messages = build_prompt(statement, [passage], YES_NO_INSTRUCTION, self.settings.llm_max_context_chars)
-        try:
-            return float(self.scorer.yes_probability(messages))
-        except RagError as exc:
-            raise JudgeError(f"the ensemble judge's LLM part failed: {exc}") from exc
+        return self.llm.probability(statement, [" ".join(evidence)])
 
 
 def combined_probability(settings: GroundingSettings, z_lexical: float, p_yes: float) -> float:

@@ -27,11 +27,7 @@ def llm_judge(
     settings: GroundingSettings, embedder: Embedder | None = None, generator: Generator | None = None
 ) -> SupportJudge:
     """``llm``: the generator decides, the lexical judge supplies evidence and missing terms."""
-    if generator is None:
-        raise ConfigError(
-            "grounding.judge='llm' needs a generator; configure generator.* or set "
-            "grounding.judge to 'support'"
-        )
+    generator = _required(generator, "llm")
     return LLMSupportJudge(generator, settings, evidence_judge=LexicalSupportJudge(settings, embedder))
 
 
@@ -39,12 +35,16 @@ def ensemble_judge(
     settings: GroundingSettings, embedder: Embedder | None = None, generator: Generator | None = None
 ) -> SupportJudge:
     """``ensemble``: lexical evidence and the generator's P(yes), one calibrated probability."""
+    return EnsembleSupportJudge(_required(generator, "ensemble"), settings, embedder)
+
+
+def _required(generator: Generator | None, judge: str) -> Generator:
     if generator is None:
         raise ConfigError(
-            "grounding.judge='ensemble' needs a generator; configure generator.* or set "
+            f"grounding.judge='{judge}' needs a generator; configure generator.* or set "
             "grounding.judge to 'support'"
         )
-    return EnsembleSupportJudge(generator, settings, embedder)
+    return generator
 
 
 def make_support_judge(
