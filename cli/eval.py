@@ -66,7 +66,7 @@ def eval_command(
             help="'auto' (default): 'ensemble' when the pipeline answers the rows with a local model "
             "(loaded anyway), else 'support'. 'support': lexical + embedding, deterministic, no LLM, "
             "seconds. 'ensemble': the support judge and the generator's P(yes) on the evidence "
-            "sentences, one calibrated probability (~2 s per statement on 2 CPU cores). 'llm': the "
+            "sentences, one calibrated probability (~3 s per statement on 2 CPU cores). 'llm': the "
             "generator alone reads every context; also enables RAGAS-style answer relevance.",
         ),
     ] = "auto",

@@ -77,8 +77,9 @@ AUTO_JUDGE = "auto"
 def resolve_judge(name: str, settings: Settings, need_generation: bool) -> str:
     """``auto`` (the default of `rag eval`): the ensemble judge when the run generates its answers
     with a generator that reads P(yes) from its logits -- the generator is loaded anyway, and the
-    LLM check of a statement (~2 s on 2 CPU cores) is small next to generating the answer (~13 s);
-    the support judge otherwise, so scoring given answers stays a matter of seconds."""
+    LLM check of a statement (~3 s on 2 CPU cores, bench/ensemble_judge.py) is small next to
+    generating the answer (~13 s); the support judge otherwise, so scoring given answers stays a
+    matter of seconds."""
     if name != AUTO_JUDGE:
         return name
     if not need_generation:
